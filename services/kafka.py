@@ -1,0 +1,120 @@
+"""Apache Kafka as a local single-node KRaft cluster (combined broker and controller).
+
+The storage folder is formatted on first start; later starts reuse it, so a killed broker
+comes back with its topics and committed offsets. The JVM runs straight from the jars in
+the cache (``kafka.Kafka``), the same main class the distribution's scripts call.
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import uuid
+from pathlib import Path
+
+from services.probes import kafka_ready
+from services.process import BackgroundProcess, ServiceError, java_executable, port_in_use
+from services.settings import ServiceSettings
+
+_LOG4J = """\
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = WARN
+logger.apache.name = org.apache.kafka
+logger.apache.level = WARN
+"""
+
+
+class KafkaService:
+    """Configure, format, start, probe and stop one local Kafka node."""
+
+    def __init__(self, settings: ServiceSettings, kafka_libs: Path) -> None:
+        self.settings = settings
+        self.libs = kafka_libs
+        self.home = settings.run_dir / "kafka"
+        self.data = self.home / "data"
+        self.process = BackgroundProcess("kafka", settings.run_dir)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.settings.kafka_bootstrap
+
+    def _java(self, main: str, *args: str) -> list[str]:
+        return [
+            java_executable(),
+            f"-Xmx{self.settings.jvm_heap}", "-Xms128m", "-XX:+UseG1GC",
+            f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
+            "-cp", f"{self.libs}/*", main, *args,
+        ]  # fmt: skip
+
+    def _write_config(self) -> Path:
+        s = self.settings
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "log4j2.properties").write_text(_LOG4J.format(log=self.home / "server.log"))
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{s.host}:{s.kafka_controller_port}",
+            "listeners": f"PLAINTEXT://{s.host}:{s.kafka_port},CONTROLLER://{s.host}:{s.kafka_controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{s.host}:{s.kafka_port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(self.data),
+            "num.partitions": "1",
+            "auto.create.topics.enable": "true",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "5",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "log.flush.interval.messages": "9223372036854775807",
+        }
+        config = self.home / "server.properties"
+        config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        return config
+
+    def _format_storage(self, config: Path) -> None:
+        if (self.data / "meta.properties").is_file():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        proc = subprocess.run(
+            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise ServiceError(f"formatting Kafka storage failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+
+    def start(self) -> None:
+        """Start the node in the background (formatting storage on first use); returns at once."""
+        if self.process.pid is not None:
+            return
+        s = self.settings
+        for port, var in ((s.kafka_port, "KAFKA_PORT"), (s.kafka_controller_port, "KAFKA_CONTROLLER_PORT")):
+            if port_in_use(s.host, port):
+                raise ServiceError(f"port {port} on {s.host} is already in use by another process: stop it, or choose another with {var}=...")
+        config = self._write_config()
+        self._format_storage(config)
+        self.process.start(self._java("kafka.Kafka", str(config)))
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        self.process.wait_ready(lambda: kafka_ready(self.bootstrap), timeout, f"Kafka metadata from {self.bootstrap}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.process.stop(timeout)
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def ready(self) -> bool:
+        return self.process.pid is not None and kafka_ready(self.bootstrap)

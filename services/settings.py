@@ -1,0 +1,87 @@
+"""Where the local services live and which ports they use; every value can be set by environment."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+ARTEMIS_VERSION = "2.40.0"
+KAFKA_VERSION = "4.4.0"
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"environment variable {name}={raw!r} is not a port number") from None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Ports, folders and credentials of one local Artemis + Kafka pair.
+
+    Environment variables (defaults in brackets): ``SERVICES_HOST`` [127.0.0.1],
+    ``AMQP_PORT`` [5672], ``KAFKA_PORT`` [9092], ``KAFKA_CONTROLLER_PORT`` [9093],
+    ``PROJECT_CACHE`` [.cache, the JVM parts], ``SERVICES_RUN_DIR`` [.run, instances,
+    logs, pids], ``ARTEMIS_USER`` / ``ARTEMIS_PASSWORD`` [admin/admin].
+    """
+
+    host: str = "127.0.0.1"
+    amqp_port: int = 5672
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    cache_dir: Path = PROJECT_ROOT / ".cache"
+    run_dir: Path = PROJECT_ROOT / ".run"
+    artemis_user: str = "admin"
+    artemis_password: str = "admin"
+    jvm_heap: str = "512m"
+
+    @classmethod
+    def from_env(cls) -> ServiceSettings:
+        env = os.environ
+        return cls(
+            host=env.get("SERVICES_HOST", cls.host),
+            amqp_port=_env_int("AMQP_PORT", cls.amqp_port),
+            kafka_port=_env_int("KAFKA_PORT", cls.kafka_port),
+            kafka_controller_port=_env_int("KAFKA_CONTROLLER_PORT", cls.kafka_controller_port),
+            cache_dir=Path(env.get("PROJECT_CACHE", str(cls.cache_dir))).resolve(),
+            run_dir=Path(env.get("SERVICES_RUN_DIR", str(cls.run_dir))).resolve(),
+            artemis_user=env.get("ARTEMIS_USER", cls.artemis_user),
+            artemis_password=env.get("ARTEMIS_PASSWORD", cls.artemis_password),
+        )
+
+    def with_free_ports(self, run_dir: Path) -> ServiceSettings:
+        """The same settings on OS-chosen free ports in a private run folder (for tests)."""
+        return replace(
+            self,
+            amqp_port=free_port(self.host),
+            kafka_port=free_port(self.host),
+            kafka_controller_port=free_port(self.host),
+            run_dir=run_dir,
+        )
+
+    @property
+    def jvm_dir(self) -> Path:
+        return self.cache_dir / "jvm"
+
+    @property
+    def amqp_url(self) -> str:
+        return f"amqp://{self.host}:{self.amqp_port}"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.host}:{self.kafka_port}"

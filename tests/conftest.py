@@ -1,0 +1,88 @@
+"""Session fixtures: one set of real services and one SparkSession for the whole test run.
+
+Services come from, in order: ``AMQP_URL`` and ``KAFKA_BOOTSTRAP`` when both are set
+(an already running Artemis/Kafka, e.g. after ``make up``); otherwise a private Artemis
+and Kafka started on free ports in a temporary folder and stopped at the end. (Where a
+Docker engine exists, ``testcontainers`` could provide them too; this project does not
+depend on it.) Every test gets its own addresses and topics from ``unique_name``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def local_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object | None]:
+    """The services this session started (with ``.artemis``/``.kafka`` handles for fault tests), or None if external."""
+    if os.environ.get("AMQP_URL") and os.environ.get("KAFKA_BOOTSTRAP"):
+        yield None
+        return
+    from services import LocalServices, ServiceSettings
+
+    settings = ServiceSettings.from_env().with_free_ports(tmp_path_factory.mktemp("services"))
+    with LocalServices(settings) as svc:
+        yield svc
+
+
+@pytest.fixture(scope="session")
+def amqp_url(local_services: object | None) -> str:
+    return os.environ["AMQP_URL"] if local_services is None else local_services.amqp_url  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(local_services: object | None) -> str:
+    return os.environ["KAFKA_BOOTSTRAP"] if local_services is None else local_services.kafka_bootstrap  # type: ignore[attr-defined]
+
+
+_counter = itertools.count()
+_run_id = uuid.uuid4().hex[:6]
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """``unique_name("temperature")`` -> a fresh address/topic name, never reused in this run."""
+
+    def make(prefix: str = "t") -> str:
+        return f"{prefix}-{request.node.name[:30].strip('_')}-{_run_id}-{next(_counter)}".replace("[", "-").replace("]", "")
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def spark_kafka_jars() -> tuple[Path, ...]:
+    from services.fetch import fetch_spark_kafka
+    from services.settings import ServiceSettings
+
+    return fetch_spark_kafka(ServiceSettings.from_env())
+
+
+@pytest.fixture(scope="session")
+def spark(spark_kafka_jars: tuple[Path, ...]) -> Iterator[object]:
+    """One local SparkSession for the run, with Spark's Kafka connector on its classpath."""
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("amqp-spark-kafka-tests")
+        .config("spark.jars", ",".join(str(p) for p in spark_kafka_jars))
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.sql.streaming.forceDeleteTempCheckpointLocation", "true")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("WARN")
+    yield session
+    session.stop()
