@@ -1,0 +1,1 @@
+"""Spark Python data sources for AMQP 1.0 (``spark.readStream.format("amqp")``)."""

@@ -1,0 +1,305 @@
+"""The receiving side of the source: one process per log partition, AMQP link -> log -> accept.
+
+Each ingest process holds one receiving link with a bounded credit window, appends every
+delivery's raw AMQP bytes to its log partition, hands the written batch to a sync thread,
+and accepts the deliveries only when that thread reports them durable (it comes back to the
+proton reactor thread through an :class:`EventInjector`; the reactor itself never blocks
+on the disk). Credit is granted again as deliveries are accepted, and withheld while more
+than ``max_buffered_messages`` logged records wait for Spark to commit them: a slow query
+pushes back onto the broker, not into memory.
+
+Connection loss: proton reconnects with backoff, through every failover URL. Deliveries
+written to the log but not yet accepted when the connection dropped are not accepted (they
+cannot be any more); the broker redelivers them, so the log may hold such a message twice
+(at-least-once into the log; the count is in ``IngestStatus.redelivered``).
+
+The process runs separately from Spark's driver-side reader so that several receivers use
+several cores (the proton event loop is CPU-bound near 20k small messages/s per process).
+It exits by itself if its parent dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from proton import Delivery
+from proton.handlers import MessagingHandler
+from proton.reactor import ApplicationEvent, Container, EventInjector
+
+from connectors.amqp.connection import connect_kwargs
+from connectors.amqp.options import ConnectionOptions
+from connectors.amqp.wal import LogWriter, SyncTicket, read_committed
+
+log = logging.getLogger("connectors.amqp.ingest")
+_CTX = mp.get_context("spawn")
+_ERROR_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class IngestSpec:
+    """What one ingest process receives and where it logs it (picklable)."""
+
+    connection: ConnectionOptions
+    address: str
+    log_folder: Path
+    credit: int
+    max_buffered_messages: int
+    at_most_once: bool
+    segment_bytes: int
+    link_name: str
+
+
+class IngestStatus:
+    """Shared-memory counters between an ingest process and the reader on the driver."""
+
+    def __init__(self) -> None:
+        self.durable = _CTX.Value("q", 0, lock=False)  # offsets below this are durable (and accepted)
+        self.committed = _CTX.Value("q", 0, lock=False)  # set by the reader on commit
+        self.redelivered = _CTX.Value("q", 0, lock=False)
+        self.attached = _CTX.Event()
+        self.stop = _CTX.Event()
+        self._error = _CTX.Array("c", _ERROR_BYTES, lock=True)
+
+    @property
+    def error(self) -> str:
+        return self._error.value.decode("utf-8", "replace")
+
+    @error.setter
+    def error(self, text: str) -> None:
+        self._error.value = text.encode("utf-8", "replace")[: _ERROR_BYTES - 1]
+
+
+class _Syncer(threading.Thread):
+    """Makes flushed batches durable in order, then reports them to the reactor."""
+
+    def __init__(self, injector: EventInjector, fsync: bool) -> None:
+        super().__init__(name="amqp-log-sync", daemon=True)
+        self.jobs: queue.SimpleQueue[tuple[SyncTicket, list[Delivery], int] | None] = queue.SimpleQueue()
+        self.injector = injector
+        self.fsync = fsync
+
+    def run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            ticket, deliveries, generation = job
+            ticket.sync(self.fsync)
+            self.injector.trigger(ApplicationEvent("durable", subject=(ticket.upto, deliveries, generation)))
+
+
+class _Tick:
+    def __init__(self, handler: IngestHandler, what: str) -> None:
+        self.handler = handler
+        self.what = what
+
+    def on_timer_task(self, event: Any) -> None:
+        getattr(self.handler, self.what)(event)
+
+
+class IngestHandler(MessagingHandler):
+    """Receives raw deliveries on one link; no business logic beyond log-then-accept."""
+
+    def __init__(self, spec: IngestSpec, status: IngestStatus, writer: LogWriter, parent_pid: int) -> None:
+        super().__init__(prefetch=0, auto_accept=False, auto_settle=False)
+        self.spec = spec
+        self.status = status
+        self.writer = writer
+        self.parent_pid = parent_pid
+        self.injector = EventInjector()
+        self.syncer = _Syncer(self.injector, fsync=not spec.at_most_once)
+        self.unsynced: list[Delivery] = []
+        self.flush_scheduled = False
+        self.generation = 0
+        self.in_flight = 0  # received (credit used) but not yet accepted
+        self.withheld = 0  # credit owed but withheld for back-pressure
+        self.conn: Any = None
+        self.receiver: Any = None
+        self.stopping = False
+
+    # --- lifecycle -------------------------------------------------------------------
+    def on_start(self, event: Any) -> None:
+        self.container = event.container
+        self.container.selectable(self.injector)
+        self.syncer.start()
+        self.conn = self.container.connect(**connect_kwargs(self.spec.connection, reconnect=True))
+        self.receiver = self.container.create_receiver(self.conn, self.spec.address, name=self.spec.link_name)
+        self.container.schedule(0.2, _Tick(self, "on_watchdog"))
+
+    def on_link_opened(self, event: Any) -> None:
+        if event.link.is_receiver:
+            self.in_flight = 0
+            self.withheld = 0
+            self._grant(self.spec.credit - self.receiver.credit)
+            self.status.error = ""
+            self.status.attached.set()
+
+    def on_disconnected(self, event: Any) -> None:
+        # Deliveries of the lost connection can no longer be settled; the broker redelivers them.
+        self.generation += 1
+        self.status.redelivered.value += len(self.unsynced)
+        self.in_flight = 0
+
+    def on_transport_error(self, event: Any) -> None:
+        cond = event.transport.condition
+        self.status.error = f"{cond.name}: {cond.description}" if cond else "connection lost"
+        log.warning("amqp source %s: %s (reconnecting)", self.spec.address, self.status.error)
+
+    def on_connection_error(self, event: Any) -> None:
+        cond = event.connection.remote_condition
+        self.status.error = f"{cond.name}: {cond.description}" if cond else "connection closed by the broker"
+
+    def on_link_error(self, event: Any) -> None:
+        cond = event.link.remote_condition
+        self.status.error = f"{cond.name}: {cond.description}" if cond else "link closed by the broker"
+        log.warning("amqp source %s: %s (re-attaching in 1 s)", self.spec.address, self.status.error)
+        event.link.close()
+        if not self.stopping:
+            self.container.schedule(1.0, _Tick(self, "on_reattach"))
+
+    def on_reattach(self, event: Any) -> None:
+        if not self.stopping:
+            self.receiver = self.container.create_receiver(self.conn, self.spec.address, name=self.spec.link_name)
+
+    # --- data path ---------------------------------------------------------------------
+    def on_delivery(self, event: Any) -> None:
+        delivery = event.delivery
+        link = event.link
+        if not link.is_receiver or not delivery.readable or delivery.partial:
+            return
+        if delivery.aborted:
+            delivery.settle()
+            link.advance()
+            return
+        payload = link.recv(delivery.pending)
+        link.advance()
+        self.writer.append(int(time.time() * 1000), payload)
+        self.in_flight += 1
+        if self.spec.at_most_once:
+            delivery.update(Delivery.ACCEPTED)
+            delivery.settle()
+            self.in_flight -= 1
+        else:
+            self.unsynced.append(delivery)
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.container.schedule(0, _Tick(self, "on_flush"))
+
+    def on_flush(self, event: Any) -> None:
+        self.flush_scheduled = False
+        ticket = self.writer.flush()
+        if ticket is not None:
+            batch, self.unsynced = self.unsynced, []
+            self.syncer.jobs.put((ticket, batch, self.generation))
+
+    def on_durable(self, event: Any) -> None:
+        upto, deliveries, generation = event.subject
+        self.status.durable.value = upto
+        if self.spec.at_most_once:
+            self._grant(self.spec.credit - self.receiver.credit)
+            return
+        if generation != self.generation:
+            return
+        for delivery in deliveries:
+            delivery.update(Delivery.ACCEPTED)
+            delivery.settle()
+        self.in_flight -= len(deliveries)
+        self._grant(len(deliveries))
+
+    def _grant(self, count: int) -> None:
+        count += self.withheld
+        self.withheld = 0
+        if count <= 0 or self.receiver is None:
+            return
+        buffered = self.status.durable.value - self.status.committed.value
+        if buffered >= self.spec.max_buffered_messages:
+            self.withheld = count
+            return
+        self.receiver.flow(count)
+
+    def on_watchdog(self, event: Any) -> None:
+        if self.status.stop.is_set() or os.getppid() != self.parent_pid:
+            self.shutdown()
+            return
+        if self.withheld:
+            self._grant(0)
+        self.container.schedule(0.2, _Tick(self, "on_watchdog"))
+
+    def shutdown(self) -> None:
+        """Stop receiving, make the last batch durable and accept it, then close."""
+        self.stopping = True
+        if self.receiver is not None:
+            self.receiver.close()
+        ticket = self.writer.flush()
+        self.syncer.jobs.put(None)
+        self.syncer.join(10)
+        if ticket is not None:
+            ticket.sync(not self.spec.at_most_once)
+            self.status.durable.value = ticket.upto
+            if not self.spec.at_most_once:
+                for delivery in self.unsynced:
+                    delivery.update(Delivery.ACCEPTED)
+                    delivery.settle()
+        self.unsynced = []
+        if self.conn is not None:
+            self.conn.close()
+        self.injector.close()
+        self.container.stop()
+
+
+def run_ingest(spec: IngestSpec, status: IngestStatus, parent_pid: int) -> None:
+    """Entry point of an ingest process."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    writer = LogWriter(spec.log_folder, spec.segment_bytes).open()
+    status.committed.value = read_committed(spec.log_folder)
+    status.durable.value = writer.next_offset
+    try:
+        Container(IngestHandler(spec, status, writer, parent_pid)).run()
+    finally:
+        writer.close()
+
+
+class IngestProcess:
+    """The driver's handle on one ingest process."""
+
+    def __init__(self, spec: IngestSpec) -> None:
+        self.spec = spec
+        self.status = IngestStatus()
+        self.process = _CTX.Process(
+            target=run_ingest, args=(spec, self.status, os.getpid()), name=f"amqp-ingest-{spec.link_name}", daemon=True
+        )
+
+    def start(self) -> None:
+        self.process.start()
+
+    def wait_attached(self, timeout: float) -> None:
+        """Wait until the link is attached; raise naming the broker's last error if it is not in time."""
+        deadline = time.monotonic() + timeout
+        while not self.status.attached.wait(0.1):
+            if not self.process.is_alive():
+                raise RuntimeError(f"the AMQP receiver for {self.spec.address!r} exited (code {self.process.exitcode})")
+            if time.monotonic() > deadline:
+                urls = ", ".join(e.url for e in self.spec.connection.endpoints)
+                raise ConnectionError(
+                    f"could not attach a receiver to address {self.spec.address!r} at {urls} within {timeout:.0f}s: "
+                    f"{self.status.error or 'no answer'}. Check the url, credentials (user/password) and TLS options."
+                )
+
+    @property
+    def durable(self) -> int:
+        return self.status.durable.value
+
+    def set_committed(self, offset: int) -> None:
+        self.status.committed.value = max(self.status.committed.value, offset)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self.status.stop.set()
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)

@@ -1,0 +1,96 @@
+"""The ``amqp`` sink: rows -> AMQP messages, a task succeeding only when the broker accepted all.
+
+``write`` runs in executor tasks. It sends unsettled, with at most ``maxInFlight``
+messages awaiting the broker's outcome, one sender link per target address. A ``rejected``
+or ``modified(undeliverable)`` outcome, a lost connection or no progress within
+``sendTimeout`` fails the task with the broker's condition; Spark then retries it. Messages
+of a failed attempt that the broker had already accepted stay sent: the sink is
+at-least-once (make the consumer idempotent, e.g. on ``message_id``, where that matters).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql.datasource import DataSourceStreamWriter, DataSourceWriter, WriterCommitMessage
+from pyspark.sql.types import BinaryType, MapType, StringType, StructType
+
+from connectors.amqp.options import SinkOptions
+
+
+class AmqpSendError(RuntimeError):
+    """The broker refused a message, or could not be reached; the message says which and why."""
+
+
+_STRING_COLUMNS = ("address", "subject", "message_id", "correlation_id", "content_type")
+
+
+def validate_sink_schema(schema: StructType, default_address: str | None) -> tuple[str, ...]:
+    """Check the columns the sink uses; returns their names. Other columns are ignored, as Kafka's sink does."""
+    fields = {f.name: f.dataType for f in schema.fields}
+    if "body" not in fields:
+        raise ValueError(
+            f"the amqp sink needs a 'body' column (string or binary); the data has {sorted(fields)}. "
+            "Build one, e.g. df.selectExpr('to_json(struct(*)) AS body')"
+        )
+    if not isinstance(fields["body"], (StringType, BinaryType)):
+        raise ValueError(f"the amqp sink's 'body' column must be string or binary, not {fields['body'].simpleString()}: cast it")
+    for name in _STRING_COLUMNS:
+        if name in fields and not isinstance(fields[name], StringType):
+            raise ValueError(f"the amqp sink's '{name}' column must be a string, not {fields[name].simpleString()}")
+    if "application_properties" in fields:
+        t = fields["application_properties"]
+        if not (isinstance(t, MapType) and isinstance(t.keyType, StringType)):
+            raise ValueError("the amqp sink's 'application_properties' column must be map<string, ...>")
+    if "address" not in fields and not default_address:
+        raise ValueError("the amqp sink needs option 'address' or an 'address' column to know where to send")
+    return tuple(n for n in ("body", *_STRING_COLUMNS, "application_properties") if n in fields)
+
+
+@dataclass
+class AmqpCommitMessage(WriterCommitMessage):
+    sent: int
+
+
+def send_rows(options: SinkOptions, columns: tuple[str, ...], rows: Iterator[Any]) -> int:
+    """Send every row and wait for the broker to accept each; returns how many were sent."""
+    from proton.reactor import Container
+
+    from connectors.amqp.sender import RowSender
+
+    handler = RowSender(options, columns, rows)
+    Container(handler).run()
+    if handler.failure:
+        raise AmqpSendError(handler.failure)
+    return handler.accepted
+
+
+class AmqpStreamWriter(DataSourceStreamWriter):
+    """Streaming writer; ``commit``/``abort`` on the driver have nothing to undo or finish."""
+
+    def __init__(self, options: SinkOptions, schema: StructType) -> None:
+        self.options = options
+        self.columns = validate_sink_schema(schema, options.address)
+
+    def write(self, iterator: Iterator[Any]) -> AmqpCommitMessage:
+        return AmqpCommitMessage(sent=send_rows(self.options, self.columns, iterator))
+
+    def commit(self, messages: list[WriterCommitMessage | None], batchId: int) -> None:
+        self.last_batch = (batchId, sum(m.sent for m in messages if isinstance(m, AmqpCommitMessage)), time.time())
+
+    def abort(self, messages: list[WriterCommitMessage | None], batchId: int) -> None:
+        """Accepted messages cannot be recalled; Spark retries the batch (at-least-once)."""
+
+
+class AmqpBatchWriter(DataSourceWriter):
+    """``df.write.format("amqp")``: the same sending, for batch jobs."""
+
+    def __init__(self, options: SinkOptions, schema: StructType) -> None:
+        self.options = options
+        self.columns = validate_sink_schema(schema, options.address)
+
+    def write(self, iterator: Iterator[Any]) -> AmqpCommitMessage:
+        return AmqpCommitMessage(sent=send_rows(self.options, self.columns, iterator))
