@@ -20,6 +20,12 @@ from services.settings import ServiceSettings
 
 _ACCEPTORS = re.compile(r"<acceptors>.*?</acceptors>", re.DOTALL)
 _CATCH_ALL = '<address-setting match="#">'
+# Addresses under "noauto." are never auto-created: sending there gets amqp:not-found,
+# which the tests of unknown-address handling rely on.
+_NO_AUTO_CREATE = (
+    '<address-setting match="noauto.#"><auto-create-queues>false</auto-create-queues>'
+    "<auto-create-addresses>false</auto-create-addresses></address-setting>"
+)
 _ANYCAST = (
     "<default-address-routing-type>ANYCAST</default-address-routing-type>"
     "<default-queue-routing-type>ANYCAST</default-queue-routing-type>"
@@ -65,6 +71,8 @@ class ArtemisService:
         text = _ACCEPTORS.sub(acceptor, text, count=1)
         if _ANYCAST not in text:
             text = text.replace(_CATCH_ALL, _CATCH_ALL + _ANYCAST, 1)
+        if _NO_AUTO_CREATE not in text:
+            text = text.replace(_CATCH_ALL, _NO_AUTO_CREATE + _CATCH_ALL, 1)
         broker_xml.write_text(text)
         # Anonymous clients get the guest role, but wrong credentials must fail rather than
         # silently fall through to guest: that is what a user/password mode means.

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +20,20 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+# Spark's Python workers must run this interpreter (the venv's), not whatever python3 is on PATH.
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.2) -> object:
+    """Poll ``predicate`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
 
 
 @pytest.fixture(scope="session")
@@ -84,5 +100,8 @@ def spark(spark_kafka_jars: tuple[Path, ...]) -> Iterator[object]:
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("WARN")
+    from connectors.amqp import AmqpDataSource
+
+    session.dataSource.register(AmqpDataSource)
     yield session
     session.stop()

@@ -115,6 +115,31 @@ def _epoch_ms_to_datetime(seconds: float | None) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(seconds, tz=UTC)
 
 
+def _content_type(message: Message) -> str | None:
+    # proton 0.40 reports an absent content type as symbol('None').
+    value = message.content_type
+    return None if value is None or value == "None" or value == "" else str(value)
+
+
+def bare_message_digest(encoded: bytes) -> bytes:
+    """A digest of what the sender sent, ignoring what a broker changes on redelivery.
+
+    The header (delivery count, first-acquirer, ...) and the delivery and message
+    annotations are left out, so a redelivered message has the digest of its first delivery.
+    """
+    import hashlib
+
+    message = decode_message(encoded)
+    message.delivery_count = 0
+    message.first_acquirer = False
+    message.durable = False
+    message.priority = 4
+    message.ttl = 0
+    message.instructions = None
+    message.annotations = None
+    return hashlib.blake2b(message.encode(), digest_size=16).digest()
+
+
 def decode_message(encoded: bytes) -> Message:
     message = Message()
     message.decode(encoded)
@@ -132,7 +157,7 @@ def message_to_row(message: Message, address: str, partition: int, offset: int, 
         _id_to_str(message.id),
         _id_to_str(message.correlation_id),
         message.subject,
-        str(message.content_type) if message.content_type else None,
+        _content_type(message),
         _epoch_ms_to_datetime(message.creation_time),
         dt.datetime.fromtimestamp(received_ms / 1000.0, tz=UTC),
         {str(k): value_to_str(v) for k, v in props.items()},

@@ -8,10 +8,14 @@ on the disk). Credit is granted again as deliveries are accepted, and withheld w
 than ``max_buffered_messages`` logged records wait for Spark to commit them: a slow query
 pushes back onto the broker, not into memory.
 
-Connection loss: proton reconnects with backoff, through every failover URL. Deliveries
-written to the log but not yet accepted when the connection dropped are not accepted (they
-cannot be any more); the broker redelivers them, so the log may hold such a message twice
-(at-least-once into the log; the count is in ``IngestStatus.redelivered``).
+Connection loss and crashes: proton reconnects with backoff, through every failover URL.
+Deliveries written to the log but not accepted when the connection dropped (or the process
+died) cannot be accepted any more, and the broker redelivers them. Those records are always
+a suffix of the log no longer than the credit window, so the ingest process remembers the
+digests of that suffix (of the bare message: the header and annotations a broker changes
+on redelivery are left out) and accepts a redelivered message that matches one without
+logging it again. The log therefore holds each accepted message once. (Two messages
+identical to the byte, both unaccepted at the crash, are matched as a multiset.)
 
 The process runs separately from Spark's driver-side reader so that several receivers use
 several cores (the proton event loop is CPU-bound near 20k small messages/s per process).
@@ -35,8 +39,9 @@ from proton.handlers import MessagingHandler
 from proton.reactor import ApplicationEvent, Container, EventInjector
 
 from connectors.amqp.connection import connect_kwargs
+from connectors.amqp.conversion import bare_message_digest
 from connectors.amqp.options import ConnectionOptions
-from connectors.amqp.wal import LogWriter, SyncTicket, read_committed
+from connectors.amqp.wal import LogWriter, SyncTicket, read_committed, read_range, segments
 
 log = logging.getLogger("connectors.amqp.ingest")
 _CTX = mp.get_context("spawn")
@@ -63,7 +68,7 @@ class IngestStatus:
     def __init__(self) -> None:
         self.durable = _CTX.Value("q", 0, lock=False)  # offsets below this are durable (and accepted)
         self.committed = _CTX.Value("q", 0, lock=False)  # set by the reader on commit
-        self.redelivered = _CTX.Value("q", 0, lock=False)
+        self.deduplicated = _CTX.Value("q", 0, lock=False)  # redeliveries matched to a logged record
         self.attached = _CTX.Event()
         self.stop = _CTX.Event()
         self._error = _CTX.Array("c", _ERROR_BYTES, lock=True)
@@ -82,7 +87,7 @@ class _Syncer(threading.Thread):
 
     def __init__(self, injector: EventInjector, fsync: bool) -> None:
         super().__init__(name="amqp-log-sync", daemon=True)
-        self.jobs: queue.SimpleQueue[tuple[SyncTicket, list[Delivery], int] | None] = queue.SimpleQueue()
+        self.jobs: queue.SimpleQueue[tuple[SyncTicket, Any, int] | None] = queue.SimpleQueue()
         self.injector = injector
         self.fsync = fsync
 
@@ -105,7 +110,9 @@ class _Tick:
 class IngestHandler(MessagingHandler):
     """Receives raw deliveries on one link; no business logic beyond log-then-accept."""
 
-    def __init__(self, spec: IngestSpec, status: IngestStatus, writer: LogWriter, parent_pid: int) -> None:
+    def __init__(
+        self, spec: IngestSpec, status: IngestStatus, writer: LogWriter, parent_pid: int, uncertain: dict[bytes, int] | None = None
+    ) -> None:
         super().__init__(prefetch=0, auto_accept=False, auto_settle=False)
         self.spec = spec
         self.status = status
@@ -121,6 +128,10 @@ class IngestHandler(MessagingHandler):
         self.conn: Any = None
         self.receiver: Any = None
         self.stopping = False
+        # digest -> count of logged records whose acceptance may not have reached the broker
+        self.uncertain: dict[bytes, int] = dict(uncertain or {})
+        self.uncertain_until = time.monotonic() + 120.0
+        self.unsynced_payloads: list[bytes] = []
 
     # --- lifecycle -------------------------------------------------------------------
     def on_start(self, event: Any) -> None:
@@ -142,8 +153,30 @@ class IngestHandler(MessagingHandler):
     def on_disconnected(self, event: Any) -> None:
         # Deliveries of the lost connection can no longer be settled; the broker redelivers them.
         self.generation += 1
-        self.status.redelivered.value += len(self.unsynced)
+        self._remember_uncertain(self.unsynced_payloads)
         self.in_flight = 0
+
+    def _remember_uncertain(self, payloads: list[bytes]) -> None:
+        for payload in payloads:
+            digest = bare_message_digest(payload)
+            self.uncertain[digest] = self.uncertain.get(digest, 0) + 1
+        self.uncertain_until = time.monotonic() + 120.0
+
+    def _is_redelivery_of_logged(self, payload: bytes) -> bool:
+        if not self.uncertain:
+            return False
+        if time.monotonic() > self.uncertain_until:
+            self.uncertain.clear()
+            return False
+        digest = bare_message_digest(payload)
+        left = self.uncertain.get(digest, 0)
+        if not left:
+            return False
+        if left == 1:
+            del self.uncertain[digest]
+        else:
+            self.uncertain[digest] = left - 1
+        return True
 
     def on_transport_error(self, event: Any) -> None:
         cond = event.transport.condition
@@ -178,6 +211,12 @@ class IngestHandler(MessagingHandler):
             return
         payload = link.recv(delivery.pending)
         link.advance()
+        if self._is_redelivery_of_logged(payload):
+            delivery.update(Delivery.ACCEPTED)
+            delivery.settle()
+            self.status.deduplicated.value += 1
+            self._grant(1)
+            return
         self.writer.append(int(time.time() * 1000), payload)
         self.in_flight += 1
         if self.spec.at_most_once:
@@ -186,6 +225,7 @@ class IngestHandler(MessagingHandler):
             self.in_flight -= 1
         else:
             self.unsynced.append(delivery)
+            self.unsynced_payloads.append(payload)
         if not self.flush_scheduled:
             self.flush_scheduled = True
             self.container.schedule(0, _Tick(self, "on_flush"))
@@ -195,15 +235,17 @@ class IngestHandler(MessagingHandler):
         ticket = self.writer.flush()
         if ticket is not None:
             batch, self.unsynced = self.unsynced, []
-            self.syncer.jobs.put((ticket, batch, self.generation))
+            payloads, self.unsynced_payloads = self.unsynced_payloads, []
+            self.syncer.jobs.put((ticket, (batch, payloads), self.generation))
 
     def on_durable(self, event: Any) -> None:
-        upto, deliveries, generation = event.subject
+        upto, (deliveries, payloads), generation = event.subject
         self.status.durable.value = upto
         if self.spec.at_most_once:
             self._grant(self.spec.credit - self.receiver.credit)
             return
         if generation != self.generation:
+            self._remember_uncertain(payloads)
             return
         for delivery in deliveries:
             delivery.update(Delivery.ACCEPTED)
@@ -246,6 +288,7 @@ class IngestHandler(MessagingHandler):
                     delivery.update(Delivery.ACCEPTED)
                     delivery.settle()
         self.unsynced = []
+        self.unsynced_payloads = []
         if self.conn is not None:
             self.conn.close()
         self.injector.close()
@@ -259,9 +302,27 @@ def run_ingest(spec: IngestSpec, status: IngestStatus, parent_pid: int) -> None:
     status.committed.value = read_committed(spec.log_folder)
     status.durable.value = writer.next_offset
     try:
-        Container(IngestHandler(spec, status, writer, parent_pid)).run()
+        Container(IngestHandler(spec, status, writer, parent_pid, uncertain_tail(writer, spec))).run()
     finally:
         writer.close()
+
+
+def uncertain_tail(writer: LogWriter, spec: IngestSpec) -> dict[bytes, int]:
+    """Digests of the records a crash may have left unaccepted: the last ``credit`` ones."""
+    if spec.at_most_once:
+        return {}
+    end = writer.next_offset
+    start = max(0, end - spec.credit)
+    digests: dict[bytes, int] = {}
+    kept = segments(spec.log_folder)  # committed records count too: Spark may read a record before its accept
+    start = max(start, min(kept[0][0] if kept else end, end))
+    try:
+        for record in read_range(spec.log_folder, start, end):
+            digest = bare_message_digest(record.payload)
+            digests[digest] = digests.get(digest, 0) + 1
+    except Exception as err:  # noqa: BLE001 - a damaged tail only costs the de-duplication
+        log.warning("amqp source %s: cannot read the log tail for de-duplication: %s", spec.address, err)
+    return digests
 
 
 class IngestProcess:

@@ -79,44 +79,44 @@ _CONNECTION_KEYS = {
     "url": "amqp[s]://[user:pass@]host:port, several comma-separated for failover (required)",
     "user": "SASL user name (or put it in the url)",
     "password": "SASL password (or put it in the url)",
-    "saslmechanisms": "space-separated SASL mechanisms to allow, e.g. 'PLAIN' (default: proton's choice)",
-    "sslcafile": "PEM file of the CA certificates to trust (turns TLS on)",
-    "sslcertfile": "PEM client certificate (mutual TLS)",
-    "sslkeyfile": "PEM private key of the client certificate",
-    "sslkeypassword": "password of sslKeyFile",
-    "sslverifyhostname": "true|false: check the broker's certificate name (default true)",
-    "connecttimeout": "seconds to wait for a connection (default 10)",
+    "saslMechanisms": "space-separated SASL mechanisms to allow, e.g. 'PLAIN' (default: proton's choice)",
+    "sslCaFile": "PEM file of the CA certificates to trust (turns TLS on)",
+    "sslCertFile": "PEM client certificate (mutual TLS)",
+    "sslKeyFile": "PEM private key of the client certificate",
+    "sslKeyPassword": "password of sslKeyFile",
+    "sslVerifyHostname": "true|false: check the broker's certificate name (default true)",
+    "connectTimeout": "seconds to wait for a connection (default 10)",
 }
 
 SOURCE_KEYS = {
     **_CONNECTION_KEYS,
     "address": "address(es) to receive from, comma-separated (required)",
-    "logdir": "folder of the durable write-ahead log (required unless atMostOnce=true)",
-    "atmostonce": "true: no durable log, accept on arrival; messages can be lost on a crash (default false)",
+    "logDir": "folder of the durable write-ahead log (required unless atMostOnce=true)",
+    "atMostOnce": "true: no durable log, accept on arrival; messages can be lost on a crash (default false)",
     "credit": "AMQP link credit per receiver: messages in flight from the broker (default 1000)",
     "receivers": "receiving links per address, each in its own process and log partition (default 1)",
-    "maxmessagespertrigger": "upper bound on messages in one micro-batch (default: all available)",
-    "maxbufferedmessages": "stop granting credit while this many logged messages are not yet committed (default 1000000)",
-    "failondataloss": "true|false: fail when a needed offset is no longer in the log (default true)",
-    "logsegmentbytes": "size at which a log segment file is rolled (default 67108864)",
-    "starttimeout": "seconds to wait for the receivers to recover their logs and start (default 60)",
+    "maxMessagesPerTrigger": "upper bound on messages in one micro-batch (default: all available)",
+    "maxBufferedMessages": "stop granting credit while this many logged messages are not yet committed (default 1000000)",
+    "failOnDataLoss": "true|false: fail when a needed offset is no longer in the log (default true)",
+    "logSegmentBytes": "size at which a log segment file is rolled (default 67108864)",
+    "startTimeout": "seconds to wait for the receivers to recover their logs and start (default 60)",
 }
 
 SINK_KEYS = {
     **_CONNECTION_KEYS,
     "address": "default target address (a per-row 'address' column wins)",
-    "maxinflight": "unsettled messages per task before waiting for the broker (default 1000)",
-    "sendtimeout": "seconds a task waits for the broker to settle what it sent (default 60)",
+    "maxInFlight": "unsettled messages per task before waiting for the broker (default 1000)",
+    "sendTimeout": "seconds a task waits for the broker to settle what it sent (default 60)",
 }
 
 
 def _lower(options: Mapping[str, str], valid: Mapping[str, str], kind: str) -> dict[str, str]:
     # Spark passes its own keys (e.g. 'path') through too; those are not user options.
     opts = {k.lower(): v for k, v in options.items() if k.lower() not in ("path",)}
-    unknown = sorted(set(opts) - set(valid))
+    unknown = sorted(k for k in options if k.lower() not in {v.lower() for v in valid} and k.lower() != "path")
     if unknown:
-        listing = "\n".join(f"  {k}: {doc}" for k, doc in valid.items())
-        raise AmqpOptionError(f"unknown option(s) for the amqp {kind}: {', '.join(unknown)}. Valid options:\n{listing}")
+        listing = "; ".join(f"{k} ({doc})" for k, doc in valid.items())
+        raise AmqpOptionError(f"unknown option(s) for the amqp {kind}: {', '.join(unknown)}. Valid options: {listing}")
     return opts
 
 

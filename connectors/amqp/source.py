@@ -80,6 +80,8 @@ def split_limit(available: dict[str, int], limit: int) -> dict[str, int]:
 class AmqpStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     """Spark's side of the source; see the module docstring for where each hook runs."""
 
+    QUIET_S = 0.5
+
     def __init__(self, options: SourceOptions) -> None:
         self.options = options
         self.partitions_ = [LogPartition(a, i) for a in options.addresses for i in range(options.receivers)]
@@ -134,7 +136,22 @@ class AmqpStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return ReadAllAvailable()
 
     def prepareForTriggerAvailableNow(self) -> None:
-        self._available_now = self._durable()
+        """Fix the target: what the broker delivered until the receivers went quiet.
+
+        AMQP has no "end offset" to ask for, so the backlog counts as read when no receiver
+        logged anything new for ``QUIET_S`` seconds (bounded by ``startTimeout``).
+        """
+        import time
+
+        deadline = time.monotonic() + self.options.start_timeout_s
+        last = self._durable()
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - quiet_since < self.QUIET_S:
+            time.sleep(0.05)
+            now = self._durable()
+            if now != last:
+                last, quiet_since = now, time.monotonic()
+        self._available_now = last
 
     def latestOffset(self, start: dict[str, int], limit: ReadLimit) -> dict[str, int]:
         latest = self._durable()

@@ -259,7 +259,7 @@ def trim(folder: Path, committed: int) -> int:
         os.replace(tmp, folder / COMMITTED_FILE)
     parts = segments(folder)
     removed = 0
-    for (_, path), (following, _) in zip(parts, parts[1:]):
+    for (_, path), (following, _) in zip(parts, parts[1:], strict=False):
         if following <= committed:
             path.unlink(missing_ok=True)
             removed += 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 from proton import Event, Message
 from proton.handlers import MessagingHandler
@@ -40,7 +40,7 @@ class FakePeer(MessagingHandler):
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=Container(self).run, daemon=True)
 
-    def start(self) -> "FakePeer":
+    def start(self) -> FakePeer:
         self._thread.start()
         assert self.ready.wait(10), "fake peer did not start listening"
         return self

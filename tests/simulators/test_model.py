@@ -63,13 +63,13 @@ def test_late_fraction_shifts_event_time_back_by_exactly_late_by() -> None:
     lags = np.array([m.nominal_ts(k) - r.ts for k, r in enumerate(readings)])
     assert set(np.unique(lags)) == {0, 4000}
     assert 0.25 < (lags == 4000).mean() < 0.35
-    assert any(b.ts < a.ts for a, b in zip(readings, readings[1:])), "late readings arrive out of order"
+    assert any(b.ts < a.ts for a, b in zip(readings, readings[1:], strict=False)), "late readings arrive out of order"
 
 
 def test_spikes_add_spike_size_to_the_same_readings() -> None:
     plain = model(devices=10).take(2000)
     spiky = model(devices=10, spike_fraction=0.05, spike_size=15.0).take(2000)
-    diffs = np.array([s.temperature - p.temperature for p, s in zip(plain, spiky)])
+    diffs = np.array([s.temperature - p.temperature for p, s in zip(plain, spiky, strict=True)])
     spiked = np.isclose(diffs, 15.0, atol=0.011)
     assert np.all(spiked | np.isclose(diffs, 0.0))
     assert 0.03 < spiked.mean() < 0.07

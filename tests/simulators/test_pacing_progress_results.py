@@ -34,7 +34,6 @@ def test_pacer_limit_and_until_bound_the_total() -> None:
     assert q.due(5.0) == 9 and q.finished(), "nothing due at or after until"
 
 
-
 def test_pacer_bounds_catch_up_bursts() -> None:
     p = Pacer(rate=1000, start=0.0, max_burst=100)
     assert p.due(10.0) == 100
@@ -82,8 +81,13 @@ def test_message_to_json_refuses_non_objects() -> None:
 
 def test_result_row_table() -> None:
     row = WindowResult.from_dict(
-        {"window_start": "2025-11-28T22:46:40.000Z", "window_end": "2025-11-28T22:46:45.000Z",
-         "max_temperature": 23.456, "device_id": "device-7", "count": 1000}
+        {
+            "window_start": "2025-11-28T22:46:40.000Z",
+            "window_end": "2025-11-28T22:46:45.000Z",
+            "max_temperature": 23.456,
+            "device_id": "device-7",
+            "count": 1000,
+        }
     )
     lines = header().splitlines() + [format_row(row)]
     assert lines[0].split() == ["window_start", "window_end", "max_temperature", "device_id", "count"]

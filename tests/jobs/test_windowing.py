@@ -1,0 +1,110 @@
+"""The windowed max as pure functions: parsing, exact windows, ties, late data, the result contract."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.windowing import malformed_readings, parse_readings, to_result_json, windowed_max
+
+pytestmark = pytest.mark.unit
+
+T0 = 1_764_370_000_000  # 2025-11-28T22:46:40Z, a multiple of 5 s
+
+
+def utc(ms: int) -> datetime:
+    """A naive datetime as Spark returns timestamps with session time zone UTC."""
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).replace(tzinfo=None)
+
+
+def readings(spark: SparkSession, rows: list[tuple[str, float, int]]) -> DataFrame:
+    df = spark.createDataFrame(rows, "device_id string, temperature double, ts long")
+    return df.select("device_id", "temperature", F.timestamp_millis("ts").alias("ts"))
+
+
+def collect(df: DataFrame) -> list[tuple]:
+    return [tuple(r) for r in df.orderBy("window_start").collect()]
+
+
+def test_parse_readings_keeps_good_rows_and_routes_bad_ones(spark: SparkSession) -> None:
+    bodies = [
+        b'{"device_id": "device-3", "temperature": 21.7, "ts": 1764370000123}',
+        b'{"device_id": "device-4", "temperature": 19, "ts": 1764370000124, "extra": true}',
+        b"not json",
+        b'{"device_id": "device-5", "temperature": "hot", "ts": 1764370000125}',
+        b'{"device_id": "device-6", "ts": 1764370000126}',
+        b'{"temperature": 20.0, "ts": 1764370000127}',
+        b'{"device_id": "device-7", "temperature": 20.0, "ts": "soon"}',
+        b"[1, 2]",
+        None,
+    ]
+    df = spark.createDataFrame([(b,) for b in bodies], "body binary")
+    got = [tuple(r) for r in parse_readings(df).orderBy("device_id").collect()]
+    assert got == [("device-3", 21.7, utc(1764370000123)), ("device-4", 19.0, utc(1764370000124))]
+    assert parse_readings(df).schema.simpleString() == "struct<device_id:string,temperature:double,ts:timestamp>"
+    bad = {r.raw for r in malformed_readings(df).collect()}
+    assert len(bad) == len(bodies) - 2 and "not json" in bad and None in bad
+
+
+def test_parse_readings_accepts_string_bodies(spark: SparkSession) -> None:
+    df = spark.createDataFrame([('{"device_id": "d", "temperature": 1.5, "ts": 5000}',)], "body string")
+    assert [tuple(r) for r in parse_readings(df).collect()] == [("d", 1.5, utc(5000))]
+
+
+def test_windowed_max_exact_rows_with_out_of_order_and_late_readings(spark: SparkSession) -> None:
+    rows = [
+        ("device-1", 20.0, T0 + 0),
+        ("device-2", 22.5, T0 + 1_000),
+        ("device-1", 21.0, T0 + 4_999),  # last millisecond of window 0
+        ("device-3", 19.0, T0 + 5_000),  # first millisecond of window 1
+        ("device-2", 25.0, T0 + 7_000),
+        ("device-1", 23.0, T0 + 2_000),  # late and out of order: still window 0
+        ("device-3", 18.0, T0 + 12_000),
+        ("device-4", 30.0, T0 + 1_500),  # very late: batch has no watermark, it counts
+    ]
+    got = collect(windowed_max(readings(spark, rows)))
+    assert got == [
+        (utc(T0), utc(T0 + 5_000), 30.0, "device-4", 5),
+        (utc(T0 + 5_000), utc(T0 + 10_000), 25.0, "device-2", 2),
+        (utc(T0 + 10_000), utc(T0 + 15_000), 18.0, "device-3", 1),
+    ]
+
+
+def test_ties_go_to_the_greatest_device_id_whatever_the_order(spark: SparkSession) -> None:
+    rows = [("device-2", 24.0, T0 + 1), ("device-10", 24.0, T0 + 2), ("device-1", 23.9, T0 + 3)]
+    for order in (rows, rows[::-1]):
+        got = collect(windowed_max(readings(spark, order)))
+        assert got == [(utc(T0), utc(T0 + 5_000), 24.0, "device-2", 3)]
+
+
+def test_window_length_is_a_parameter(spark: SparkSession) -> None:
+    rows = [("a", 1.0, T0 + 0), ("b", 2.0, T0 + 5_000), ("c", 0.5, T0 + 9_999)]
+    got = collect(windowed_max(readings(spark, rows), window="10 seconds"))
+    assert got == [(utc(T0), utc(T0 + 10_000), 2.0, "b", 3)]
+
+
+def test_result_json_is_the_contract(spark: SparkSession) -> None:
+    rows = [("device-7", 23.456, T0 + 100), ("device-1", 20.0, T0 + 200)]
+    out = to_result_json(windowed_max(readings(spark, rows))).collect()
+    assert [r.key for r in out] == ["2025-11-28T22:46:40.000Z"]
+    assert json.loads(out[0].body) == {
+        "window_start": "2025-11-28T22:46:40.000Z",
+        "window_end": "2025-11-28T22:46:45.000Z",
+        "max_temperature": 23.456,
+        "device_id": "device-7",
+        "count": 2,
+    }
+
+
+def test_result_json_is_utc_whatever_the_session_time_zone(spark: SparkSession) -> None:
+    previous = spark.conf.get("spark.sql.session.timeZone")
+    spark.conf.set("spark.sql.session.timeZone", "America/New_York")
+    try:
+        out = to_result_json(windowed_max(readings(spark, [("d", 1.0, T0)]))).collect()
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", previous)
+    assert json.loads(out[0].body)["window_start"] == "2025-11-28T22:46:40.000Z"

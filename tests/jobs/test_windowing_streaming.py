@@ -1,0 +1,63 @@
+"""The windowed max on a real stream: windows close with the watermark, too-late readings drop.
+
+A text-file source stands in for the AMQP source (same ``body`` parsing, one
+file per micro-batch), so the watermark behaviour is checked without any
+service; every wait is ``processAllAvailable``, a real signal.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from jobs.windowing import parse_readings, windowed_max
+
+pytestmark = pytest.mark.unit
+
+T0 = 1_764_370_000_000  # a multiple of 5 s
+
+
+def utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).replace(tzinfo=None)
+
+
+def test_append_mode_emits_closed_windows_and_drops_too_late_readings(spark: SparkSession, tmp_path: Path) -> None:
+    incoming, checkpoint = tmp_path / "in", tmp_path / "checkpoint"
+    incoming.mkdir()
+    stream = spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(str(incoming))
+    result = windowed_max(parse_readings(stream, body="value"), window="5 seconds", watermark="10 seconds")
+    name = f"windowed_max_{tmp_path.name.replace('-', '_')}"
+    query = (
+        result.writeStream.format("memory")
+        .queryName(name)
+        .outputMode("append")
+        .option("checkpointLocation", str(checkpoint))
+        .start()
+    )
+    batches = [
+        [("a", 20.0, 1_000), ("b", 21.0, 6_000)],  # max event time 6 s: nothing closes
+        [("c", 22.0, 21_000)],  # watermark -> 11 s: [0,5) and [5,10) close
+        [("d", 99.0, 2_000), ("f", 98.0, 9_000), ("e", 23.0, 12_000)],  # d, f older than the watermark: dropped
+        [("g", 24.0, 40_000)],  # watermark -> 30 s: [10,15) and [20,25) close; [40,45) stays open
+    ]
+    try:
+        for i, rows in enumerate(batches):
+            lines = [json.dumps({"device_id": d, "temperature": t, "ts": T0 + ms}) for d, t, ms in rows]
+            tmp = tmp_path / f"{i}.tmp"
+            tmp.write_text("\n".join(lines) + "\n")
+            tmp.rename(incoming / f"{i:03d}.json")  # atomic: the source never sees half a file
+            query.processAllAvailable()
+        got = [tuple(r) for r in spark.table(name).orderBy("window_start").collect()]
+    finally:
+        query.stop()
+    assert query.exception() is None
+    assert got == [
+        (utc(T0), utc(T0 + 5_000), 20.0, "a", 1),
+        (utc(T0 + 5_000), utc(T0 + 10_000), 21.0, "b", 1),
+        (utc(T0 + 10_000), utc(T0 + 15_000), 23.0, "e", 1),
+        (utc(T0 + 20_000), utc(T0 + 25_000), 22.0, "c", 1),
+    ]
