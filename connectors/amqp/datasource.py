@@ -92,6 +92,10 @@ class AmqpDataSource(DataSource):
         return "amqp"
 
     def schema(self) -> str:
+        # Called at load(): validating here fails a bad option before any query starts.
+        from connectors.amqp.options import parse_source_options
+
+        parse_source_options(self.options)
         return SOURCE_SCHEMA_DDL
 
     def streamReader(self, schema: StructType) -> DataSourceStreamReader:
