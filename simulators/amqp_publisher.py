@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 from proton import Event
 from proton.handlers import MessagingHandler
@@ -88,8 +88,7 @@ class AmqpPublisher(MessagingHandler):
                 return
             if now >= self._drain_deadline:
                 self.error = (
-                    f"gave up after {self.drain_timeout}s with "
-                    f"{len(self._pending) + len(self._in_flight)} readings not accepted"
+                    f"gave up after {self.drain_timeout}s with {len(self._pending) + len(self._in_flight)} readings not accepted"
                 )
                 self._close()
                 event.container.stop()
@@ -135,6 +134,8 @@ class AmqpPublisher(MessagingHandler):
     def on_disconnected(self, event: Event) -> None:
         # Unsettled deliveries on a lost connection have unknown fate: resend
         # them (in their original order) once proton has reconnected.
+        if not self._closed:
+            log.warning("disconnected from %s; reconnecting", self.url)
         if self._in_flight:
             lost = list(self._in_flight.values())
             self._in_flight.clear()

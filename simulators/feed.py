@@ -46,9 +46,7 @@ class AcceptedLog:
     """
 
     def __init__(self, path: str | Path | None) -> None:
-        self._file: IO[str] | None = (
-            open(path, "w", encoding="utf-8", buffering=1) if path else None
-        )
+        self._file: IO[str] | None = open(path, "w", encoding="utf-8", buffering=1) if path else None
 
     def write(self, reading: Reading) -> None:
         if self._file is not None:
@@ -59,7 +57,7 @@ class AcceptedLog:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> "AcceptedLog":
+    def __enter__(self) -> AcceptedLog:
         return self
 
     def __exit__(self, *exc: object) -> None:

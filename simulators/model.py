@@ -29,8 +29,8 @@ own generator and every round draws the same amount from each).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -53,7 +53,7 @@ class Reading:
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "Reading":
+    def from_json(cls, text: str | bytes) -> Reading:
         obj = json.loads(text)
         return cls(str(obj["device_id"]), float(obj["temperature"]), int(obj["ts"]))
 
@@ -109,9 +109,7 @@ class TemperatureModel:
         n = config.devices
         # Independent streams: asking for more or fewer readings per call
         # must not change any of them.
-        fleet, walk, noise, late, spike = (
-            np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(5)
-        )
+        fleet, walk, noise, late, spike = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(5))
         self._base = config.base_mean + fleet.normal(0.0, config.base_spread, n)
         self._amplitude = fleet.uniform(config.amplitude_low, config.amplitude_high, n)
         # Warmest around 15:00 UTC, each device shifted by up to an hour.
@@ -138,18 +136,11 @@ class TemperatureModel:
         ts = c.start_ms + (k * 1000 // c.rate).astype(np.int64)
         self._walk = (1.0 - c.walk_reversion) * self._walk + self._walk_rng.normal(0.0, c.walk_sd, n)
         cycle = np.sin(2 * np.pi * (ts / DAY_MS - self._phase))
-        temp = (
-            self._base
-            + self._amplitude * cycle
-            + self._walk
-            + self._noise_rng.normal(0.0, c.noise_sd, n)
-        )
+        temp = self._base + self._amplitude * cycle + self._walk + self._noise_rng.normal(0.0, c.noise_sd, n)
         temp = temp + np.where(self._spike_rng.random(n) < c.spike_fraction, c.spike_size, 0.0)
         ts = ts - np.where(self._late_rng.random(n) < c.late_fraction, c.late_by_ms, 0)
         self._k += n
-        return [
-            Reading(self._ids[i], round(float(temp[i]), 2), int(ts[i])) for i in range(n)
-        ]
+        return [Reading(self._ids[i], round(float(temp[i]), 2), int(ts[i])) for i in range(n)]
 
     def take(self, count: int) -> list[Reading]:
         """The next ``count`` readings, in send order."""

@@ -27,10 +27,7 @@ class Stats:
 def format_progress(stats: Stats, elapsed: float) -> str:
     """One human line: counts and the accepted rate since the start."""
     rate = stats.accepted / elapsed if elapsed > 0 else 0.0
-    line = (
-        f"sent {stats.sent}  accepted {stats.accepted}  in-flight {stats.in_flight()}"
-        f"  {rate:.1f} msg/s  {elapsed:.1f}s"
-    )
+    line = f"sent {stats.sent}  accepted {stats.accepted}  in-flight {stats.in_flight()}  {rate:.1f} msg/s  {elapsed:.1f}s"
     if stats.resent:
         line += f"  resent {stats.resent}"
     if stats.rejected:

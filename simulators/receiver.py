@@ -5,7 +5,9 @@
 Prints a table (or, with ``--json``, each body as one line) on stdout. Stops
 after ``--count`` messages or ``--timeout`` seconds, or on Ctrl-C/SIGTERM.
 Messages are accepted after they are printed; a body off the contract is
-printed as a warning on stderr and rejected. Exit status 0 unless ``--count``
+rejected (the broker dead-letters it) and counted; the first few are
+printed as warnings on stderr. Pitfall: pointed at the wrong address, the
+receiver consumes and rejects what is there. Exit status 0 unless ``--count``
 was given and not reached.
 """
 
@@ -18,8 +20,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Callable, Sequence, TextIO
+from typing import TextIO
 
 from proton import Event
 from proton.handlers import MessagingHandler
@@ -27,6 +30,8 @@ from proton.reactor import Container
 
 from simulators.messages import body_text
 from simulators.results import WindowResult, format_row, header
+
+MAX_WARNINGS = 3
 
 
 class ResultReceiver(MessagingHandler):
@@ -50,6 +55,7 @@ class ResultReceiver(MessagingHandler):
         self.url, self.address, self.on_body = url, address, on_body
         self.count, self.deadline, self.tick = count, deadline, tick
         self.received = 0
+        self.rejected = 0
         self.error: str | None = None
         self.stop_requested = False
         self._connection = None
@@ -73,7 +79,10 @@ class ResultReceiver(MessagingHandler):
         try:
             self.on_body(body_text(event.message))
         except (ValueError, KeyError, TypeError) as exc:
-            print(f"warning: rejected a message off the result contract: {exc}", file=sys.stderr)
+            self.rejected += 1
+            if self.rejected <= MAX_WARNINGS:
+                more = " (further ones only counted)" if self.rejected == MAX_WARNINGS else ""
+                print(f"warning: rejected a message off the result contract: {exc!r}{more}", file=sys.stderr)
             self.reject(event.delivery)
         else:
             self.accept(event.delivery)
@@ -122,8 +131,9 @@ def json_printer(out: TextIO) -> Callable[[str], None]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m simulators.receiver", description=__doc__.split("\n")[0])
-    p.add_argument("--url", default=os.environ.get("AMQP_URL", "amqp://127.0.0.1:5672"),
-                   help="AMQP broker or bridge URL (env AMQP_URL)")
+    p.add_argument(
+        "--url", default=os.environ.get("AMQP_URL", "amqp://127.0.0.1:5672"), help="AMQP broker or bridge URL (env AMQP_URL)"
+    )
     p.add_argument("--address", default="max", help="AMQP address of the results")
     p.add_argument("--count", type=int, default=None, help="stop after this many results")
     p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
@@ -151,6 +161,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+    if receiver.rejected:
+        print(f"rejected {receiver.rejected} messages off the result contract (dead-lettered by the broker)", file=sys.stderr)
     if receiver.error:
         print(f"error: {receiver.error}", file=sys.stderr)
         return 1

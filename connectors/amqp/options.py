@@ -110,10 +110,13 @@ SINK_KEYS = {
 }
 
 
+_SPARK_KEYS = frozenset({"path", "checkpointlocation", "queryname"})
+
+
 def _lower(options: Mapping[str, str], valid: Mapping[str, str], kind: str) -> dict[str, str]:
-    # Spark passes its own keys (e.g. 'path') through too; those are not user options.
-    opts = {k.lower(): v for k, v in options.items() if k.lower() not in ("path",)}
-    unknown = sorted(k for k in options if k.lower() not in {v.lower() for v in valid} and k.lower() != "path")
+    # Spark passes its own keys through too; those are not the data source's options.
+    opts = {k.lower(): v for k, v in options.items() if k.lower() not in _SPARK_KEYS}
+    unknown = sorted(k for k in opts if k not in {v.lower() for v in valid})
     if unknown:
         listing = "; ".join(f"{k} ({doc})" for k, doc in valid.items())
         raise AmqpOptionError(f"unknown option(s) for the amqp {kind}: {', '.join(unknown)}. Valid options: {listing}")

@@ -29,7 +29,7 @@ def test_failover_urls_and_credentials_in_url() -> None:
 
 
 def test_unknown_option_lists_the_valid_ones() -> None:
-    with pytest.raises(AmqpOptionError, match=r"unknown option\(s\) for the amqp source: maxOffsetsPerTrigger\. Valid options: url .*maxMessagesPerTrigger") as err:
+    with pytest.raises(AmqpOptionError, match=r"unknown option\(s\) for the amqp source: maxoffsetspertrigger\. Valid options: url .*maxMessagesPerTrigger") as err:
         parse_source_options({**BASE, "maxOffsetsPerTrigger": "5"})
     assert "logDir" in str(err.value)
 
@@ -62,7 +62,7 @@ def test_at_most_once_needs_no_log_dir() -> None:
 def test_sink_options() -> None:
     opts = parse_sink_options({"url": "amqp://h", "address": "max", "maxInFlight": "10"})
     assert (opts.address, opts.max_in_flight) == ("max", 10)
-    with pytest.raises(AmqpOptionError, match="unknown option.*logDir"):
+    with pytest.raises(AmqpOptionError, match="unknown option.*logdir"):
         parse_sink_options({"url": "amqp://h", "logDir": "/x"})
 
 

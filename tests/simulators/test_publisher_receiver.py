@@ -157,3 +157,11 @@ def test_accepted_log_ignores_a_torn_last_line(tmp_path: Path) -> None:
     with open(path, "a") as f:
         f.write('{"device_id": "dev')
     assert read_accepted_log(path) == [Reading("device-1", 20.0, 1)]
+
+
+def test_receiver_rejects_and_counts_bodies_off_the_contract(peer_factory: list[FakePeer]) -> None:
+    peer = start_peer(peer_factory)
+    peer.offer([Message(body="not json") for _ in range(5)] + [Message(body=json.dumps(result(0)))])
+    out = io.StringIO()
+    assert receiver_cli.main(["--url", peer.url, "--count", "1", "--timeout", "20", "--json"], out=out) == 0
+    assert [json.loads(line) for line in out.getvalue().splitlines()] == [result(0)]

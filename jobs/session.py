@@ -1,0 +1,41 @@
+"""The SparkSession the jobs run in, with the settings every job relies on.
+
+Session time zone UTC (the result contract's times are UTC, and windows align
+to UTC), few shuffle partitions (the aggregations are small; the default 200
+makes every micro-batch slow), Python workers on this interpreter, and the
+repository root importable on workers (``connectors``, ``jobs``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def build_session(app_name: str, shuffle_partitions: int = 2, packages: str | None = None) -> SparkSession:
+    """Get or create the session; ``packages`` (Maven coordinates) only apply if the JVM is not up yet.
+
+    Pitfall: under ``spark-submit`` the JVM already runs, so pass
+    ``--packages``/``--jars`` to spark-submit instead.
+    """
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    path = os.environ.get("PYTHONPATH", "")
+    if str(REPO_ROOT) not in path.split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), path) if p)
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+    )
+    if packages:
+        builder = builder.config("spark.jars.packages", packages)
+    spark = builder.getOrCreate()
+    # getOrCreate returns an existing session unchanged: set what matters again.
+    spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions))
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    return spark

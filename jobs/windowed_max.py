@@ -1,0 +1,186 @@
+"""spark-submit entry point: the 5-second windowed max, AMQP in, AMQP and Kafka out.
+
+    spark-submit --jars <spark-sql-kafka jars> jobs/windowed_max.py \\
+        --amqp-url amqp://127.0.0.1:5672 --kafka-bootstrap 127.0.0.1:9092 \\
+        --checkpoint-dir /tmp/wm/checkpoint --log-dir /tmp/wm/amqp-log
+
+AMQP ``--source-address`` -> parse JSON -> :func:`jobs.windowing.windowed_max`
+(append mode: a window is emitted once the watermark passes its end) -> AMQP
+``--sink-address`` and Kafka ``--kafka-topic`` (and the console on request).
+
+By default one query reads the source and ``foreachBatch`` writes each
+micro-batch to every sink (checkpoint subfolder ``all``): the only correct
+shape when ``--source-address`` is an anycast queue (the local Artemis
+auto-creates anycast queues), because two AMQP sources on one queue would
+split its messages between them. Writes are at-least-once per sink on replay
+(the Kafka key and the window start identify a duplicate). It needs batch
+writes (``df.write.format("amqp")``) from the AMQP connector.
+
+``--query-per-sink`` runs one streaming query per sink instead, each with its
+own checkpoint subfolder (``amqp``, ``kafka``, ``console``) and its own AMQP
+source log subfolder of ``--log-dir``; each query then needs its *own copy*
+of the readings, i.e. a multicast address.
+
+Restarting with the same checkpoint and log resumes without losing windows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file by spark-submit: make ``jobs``/``connectors`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pyspark.errors import StreamingQueryException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from jobs.session import build_session
+from jobs.windowing import parse_readings, to_result_json, windowed_max
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="jobs/windowed_max.py", description=__doc__.split("\n")[0])
+    p.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", "amqp://127.0.0.1:5672"))
+    p.add_argument("--source-address", default="temperature")
+    p.add_argument("--sink-address", default="max", help="AMQP address of the results ('' for none)")
+    p.add_argument(
+        "--kafka-bootstrap",
+        default=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+        help="Kafka bootstrap servers ('' for no Kafka sink)",
+    )
+    p.add_argument("--kafka-topic", default="max")
+    p.add_argument("--checkpoint-dir", required=True, help="checkpoint root; one subfolder per sink")
+    p.add_argument("--log-dir", required=True, help="the AMQP source's write-ahead log")
+    p.add_argument("--window", default="5 seconds")
+    p.add_argument("--watermark", default="10 seconds")
+    p.add_argument("--console", action="store_true", help="also print each window on the console")
+    p.add_argument("--trigger-interval", default="1 second", help="micro-batch interval ('0' = as fast as possible)")
+    p.add_argument("--max-messages-per-trigger", type=int, default=None)
+    p.add_argument(
+        "--query-per-sink", action="store_true", help="one streaming query per sink (needs a multicast source address)"
+    )
+    p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds (tests, demos)")
+    return p.parse_args(argv)
+
+
+def read_temperatures(spark: SparkSession, args: argparse.Namespace, log_dir: Path) -> DataFrame:
+    from connectors.amqp import AmqpDataSource
+
+    spark.dataSource.register(AmqpDataSource)
+    reader = (
+        spark.readStream.format("amqp")
+        .option("url", args.amqp_url)
+        .option("address", args.source_address)
+        .option("logDir", str(log_dir))
+    )
+    if args.max_messages_per_trigger:
+        reader = reader.option("maxMessagesPerTrigger", str(args.max_messages_per_trigger))
+    return reader.load()
+
+
+def build_results(spark: SparkSession, args: argparse.Namespace, log_dir: Path) -> DataFrame:
+    """The result stream: ``key`` (window start, ISO UTC) and ``body`` (the result JSON)."""
+    readings = parse_readings(read_temperatures(spark, args, log_dir))
+    return to_result_json(windowed_max(readings, window=args.window, watermark=args.watermark))
+
+
+def _trigger(args: argparse.Namespace) -> dict[str, str]:
+    return {"processingTime": args.trigger_interval} if args.trigger_interval != "0" else {}
+
+
+def _amqp_rows(results: DataFrame) -> DataFrame:
+    return results.selectExpr("body", "'application/json' AS content_type")
+
+
+def _kafka_rows(results: DataFrame) -> DataFrame:
+    return results.selectExpr("key", "body AS value")
+
+
+def start_queries(spark: SparkSession, args: argparse.Namespace) -> list[StreamingQuery]:
+    """One query per sink, each with its own checkpoint and source-log subfolder."""
+    root, logs = Path(args.checkpoint_dir), Path(args.log_dir)
+    sinks = [name for name, on in (("amqp", args.sink_address), ("kafka", args.kafka_bootstrap), ("console", args.console)) if on]
+    if not sinks:
+        raise SystemExit("no sink: give --sink-address, --kafka-bootstrap or --console")
+    queries = []
+    for sink in sinks:
+        results = build_results(spark, args, logs / sink)
+        if sink == "amqp":
+            writer = (
+                _amqp_rows(results).writeStream.format("amqp").option("url", args.amqp_url).option("address", args.sink_address)
+            )
+        elif sink == "kafka":
+            writer = (
+                _kafka_rows(results)
+                .writeStream.format("kafka")
+                .option("kafka.bootstrap.servers", args.kafka_bootstrap)
+                .option("topic", args.kafka_topic)
+            )
+        else:
+            writer = results.select("body").writeStream.format("console").option("truncate", "false")
+        queries.append(
+            writer.queryName(f"windowed_max_{sink}")
+            .outputMode("append")
+            .option("checkpointLocation", str(root / sink))
+            .trigger(**_trigger(args))
+            .start()
+        )
+    return queries
+
+
+def start_single_query(spark: SparkSession, args: argparse.Namespace) -> StreamingQuery:
+    """One source, one checkpoint; each micro-batch is written to every sink in turn."""
+    if not (args.sink_address or args.kafka_bootstrap or args.console):
+        raise SystemExit("no sink: give --sink-address, --kafka-bootstrap or --console")
+
+    def write_batch(batch: DataFrame, batch_id: int) -> None:
+        batch.persist()
+        try:
+            if args.sink_address:
+                _amqp_rows(batch).write.format("amqp").mode("append").option("url", args.amqp_url).option(
+                    "address", args.sink_address
+                ).save()
+            if args.kafka_bootstrap:
+                _kafka_rows(batch).write.format("kafka").option("kafka.bootstrap.servers", args.kafka_bootstrap).option(
+                    "topic", args.kafka_topic
+                ).save()
+            if args.console and not batch.isEmpty():
+                batch.orderBy("key").select("body").show(truncate=False)
+        finally:
+            batch.unpersist()
+
+    results = build_results(spark, args, Path(args.log_dir))
+    return (
+        results.writeStream.queryName("windowed_max")
+        .outputMode("append")
+        .foreachBatch(write_batch)
+        .option("checkpointLocation", str(Path(args.checkpoint_dir) / "all"))
+        .trigger(**_trigger(args))
+        .start()
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    spark = build_session("windowed-max")
+    queries = start_queries(spark, args) if args.query_per_sink else [start_single_query(spark, args)]
+    try:
+        spark.streams.awaitAnyTermination(args.timeout)
+    except (KeyboardInterrupt, StreamingQueryException):
+        pass
+    finally:
+        for q in queries:
+            q.stop()
+    failed = [q for q in queries if q.exception() is not None]
+    for q in failed:
+        print(f"query {q.name} failed: {q.exception()}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

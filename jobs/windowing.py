@@ -1,0 +1,116 @@
+"""The windowed max of the demo as pure DataFrame functions.
+
+``parse_readings`` turns the AMQP source's (or Kafka's) binary ``body`` into
+readings, ``windowed_max`` aggregates them per event-time tumbling window, and
+``to_result_json`` renders the result contract. All three work on batch and
+streaming DataFrames alike, so the same code is unit-tested on small batch
+DataFrames with exact expected rows.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
+
+READING_SCHEMA = StructType(
+    [
+        StructField("device_id", StringType()),
+        StructField("temperature", DoubleType()),
+        StructField("ts", LongType()),
+    ]
+)
+"""The temperature contract's JSON body; ``ts`` is epoch milliseconds."""
+
+ISO_UTC = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
+
+
+def _parsed(df: DataFrame, body: str) -> DataFrame:
+    text = F.col(body).cast("string")
+    return df.select(text.alias("raw"), F.from_json(text, READING_SCHEMA).alias("r"))
+
+
+def _valid(r: Column) -> Column:
+    return r.isNotNull() & r.device_id.isNotNull() & r.temperature.isNotNull() & r.ts.isNotNull() & ~F.isnan(r.temperature)
+
+
+def parse_readings(df: DataFrame, body: str = "body") -> DataFrame:
+    """Readings ``device_id string, temperature double, ts timestamp`` from JSON bodies.
+
+    ``body`` may be binary (UTF-8) or string. Malformed rows (not JSON, a
+    missing field, a value of the wrong type such as ``"ts": "soon"``, NaN)
+    are dropped here; :func:`malformed_readings` returns exactly those rows,
+    for a dead-letter sink. Extra JSON fields are ignored.
+    """
+    p = _parsed(df, body)
+    return p.where(_valid(p.r)).select(
+        p.r.device_id.alias("device_id"),
+        p.r.temperature.alias("temperature"),
+        F.timestamp_millis(p.r.ts).alias("ts"),
+    )
+
+
+def malformed_readings(df: DataFrame, body: str = "body") -> DataFrame:
+    """The rows :func:`parse_readings` drops, as ``raw string`` (the body as text)."""
+    p = _parsed(df, body)
+    return p.where(~F.coalesce(_valid(p.r), F.lit(False))).select("raw")
+
+
+def windowed_max(readings: DataFrame, window: str = "5 seconds", watermark: str = "10 seconds") -> DataFrame:
+    """Per event-time tumbling window: the max temperature, the device that had it, the count.
+
+    Input: ``device_id, temperature, ts`` (timestamp). Output columns:
+    ``window_start, window_end`` (timestamps; a window is ``[start, end)``),
+    ``max_temperature``, ``device_id``, ``count``.
+
+    Ties: when several readings share the max, the greatest ``device_id``
+    (string order) wins, so the result does not depend on arrival order.
+
+    Streaming: with the watermark, ``outputMode("append")`` emits a window once
+    the max event time seen exceeds ``window_end + watermark``; a reading
+    whose event time is older than the watermark when it arrives is dropped.
+    On batch DataFrames the watermark has no effect (nothing is late).
+    """
+    top = F.max(F.struct(F.col("temperature"), F.col("device_id"))).alias("top")
+    return (
+        readings.withWatermark("ts", watermark)
+        .groupBy(F.window("ts", window).alias("w"))
+        .agg(top, F.count(F.lit(1)).alias("count"))
+        .select(
+            F.col("w.start").alias("window_start"),
+            F.col("w.end").alias("window_end"),
+            F.col("top.temperature").alias("max_temperature"),
+            F.col("top.device_id").alias("device_id"),
+            F.col("count"),
+        )
+    )
+
+
+def iso_utc(col: Column | str, session_time_zone: str) -> Column:
+    """A timestamp as ISO-8601 UTC text (``2025-11-28T22:46:40.000Z``) whatever the session zone.
+
+    ``date_format`` renders in the session time zone; shifting by that zone
+    first makes the rendered wall time the UTC one.
+    """
+    c = F.col(col) if isinstance(col, str) else col
+    return F.date_format(F.to_utc_timestamp(c, session_time_zone), ISO_UTC)
+
+
+def to_result_json(results: DataFrame) -> DataFrame:
+    """The result contract: a ``body`` string column (JSON) and a ``key`` (window start, ISO UTC).
+
+    ``key`` identifies the window (use it as the Kafka key or message id, so a
+    replayed window is recognisable downstream).
+    """
+    tz = results.sparkSession.conf.get("spark.sql.session.timeZone") or "UTC"
+    start = iso_utc("window_start", tz)
+    body = F.to_json(
+        F.struct(
+            start.alias("window_start"),
+            iso_utc("window_end", tz).alias("window_end"),
+            F.col("max_temperature"),
+            F.col("device_id"),
+            F.col("count"),
+        )
+    )
+    return results.select(start.alias("key"), body.alias("body"))
