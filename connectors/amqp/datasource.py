@@ -41,7 +41,7 @@ class AmqpDataSource(DataSource):
         Upper bound on messages per micro-batch (like Kafka's ``maxOffsetsPerTrigger``),
         shared across partitions in proportion to their backlog.
     maxBufferedMessages : int, default 1000000
-        Credit is withheld while this many logged messages wait for Spark's commit.
+        Credit is withheld while this many logged messages wait for a micro-batch.
     failOnDataLoss : bool, default true
         Fail when an offset range is no longer in the log; false skips it.
     user, password, saslMechanisms : str, optional

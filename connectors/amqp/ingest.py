@@ -5,7 +5,7 @@ delivery's raw AMQP bytes to its log partition, hands the written batch to a syn
 and accepts the deliveries only when that thread reports them durable (it comes back to the
 proton reactor thread through an :class:`EventInjector`; the reactor itself never blocks
 on the disk). Credit is granted again as deliveries are accepted, and withheld while more
-than ``max_buffered_messages`` logged records wait for Spark to commit them: a slow query
+than ``max_buffered_messages`` logged records wait for Spark to plan them in a batch: a slow query
 pushes back onto the broker, not into memory.
 
 Connection loss and crashes: proton reconnects with backoff, through every failover URL.
@@ -67,7 +67,10 @@ class IngestStatus:
 
     def __init__(self) -> None:
         self.durable = _CTX.Value("q", 0, lock=False)  # offsets below this are durable (and accepted)
-        self.committed = _CTX.Value("q", 0, lock=False)  # set by the reader on commit
+        # Offsets below this are in a micro-batch Spark has planned. Back-pressure counts from
+        # here, not from commit: Spark commits batch N only when it plans batch N+1, which
+        # needs new data, so waiting on commit could starve both sides.
+        self.planned = _CTX.Value("q", 0, lock=False)
         self.deduplicated = _CTX.Value("q", 0, lock=False)  # redeliveries matched to a logged record
         self.attached = _CTX.Event()
         self.stop = _CTX.Event()
@@ -176,6 +179,8 @@ class IngestHandler(MessagingHandler):
             del self.uncertain[digest]
         else:
             self.uncertain[digest] = left - 1
+        if not self.uncertain:
+            log.info("amqp source %s: matched every redelivered message to its logged copy (%d so far)", self.spec.address, self.status.deduplicated.value + 1)
         return True
 
     def on_transport_error(self, event: Any) -> None:
@@ -258,7 +263,7 @@ class IngestHandler(MessagingHandler):
         self.withheld = 0
         if count <= 0 or self.receiver is None:
             return
-        buffered = self.status.durable.value - self.status.committed.value
+        buffered = self.status.durable.value - self.status.planned.value
         if buffered >= self.spec.max_buffered_messages:
             self.withheld = count
             return
@@ -299,10 +304,12 @@ def run_ingest(spec: IngestSpec, status: IngestStatus, parent_pid: int) -> None:
     """Entry point of an ingest process."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     writer = LogWriter(spec.log_folder, spec.segment_bytes).open()
-    status.committed.value = read_committed(spec.log_folder)
+    status.planned.value = read_committed(spec.log_folder)
     status.durable.value = writer.next_offset
+    uncertain = uncertain_tail(writer, spec)
+    log.info("amqp source %s: log recovered at offset %d; %d records may await a redelivery", spec.address, writer.next_offset, sum(uncertain.values()))
     try:
-        Container(IngestHandler(spec, status, writer, parent_pid, uncertain_tail(writer, spec))).run()
+        Container(IngestHandler(spec, status, writer, parent_pid, uncertain)).run()
     finally:
         writer.close()
 
@@ -355,8 +362,8 @@ class IngestProcess:
     def durable(self) -> int:
         return self.status.durable.value
 
-    def set_committed(self, offset: int) -> None:
-        self.status.committed.value = max(self.status.committed.value, offset)
+    def set_planned(self, offset: int) -> None:
+        self.status.planned.value = max(self.status.planned.value, offset)
 
     def stop(self, timeout: float = 15.0) -> None:
         self.status.stop.set()

@@ -96,7 +96,7 @@ SOURCE_KEYS = {
     "credit": "AMQP link credit per receiver: messages in flight from the broker (default 1000)",
     "receivers": "receiving links per address, each in its own process and log partition (default 1)",
     "maxMessagesPerTrigger": "upper bound on messages in one micro-batch (default: all available)",
-    "maxBufferedMessages": "stop granting credit while this many logged messages are not yet committed (default 1000000)",
+    "maxBufferedMessages": "stop granting credit while this many logged messages wait for a micro-batch (default 1000000)",
     "failOnDataLoss": "true|false: fail when a needed offset is no longer in the log (default true)",
     "logSegmentBytes": "size at which a log segment file is rolled (default 67108864)",
     "startTimeout": "seconds to wait for the receivers to recover their logs and start (default 60)",

@@ -161,7 +161,10 @@ class AmqpStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         available = {k: max(0, latest[k] - begin[k]) for k in latest}
         if isinstance(limit, ReadMaxRows):
             available = split_limit(available, limit.max_rows)
-        return {k: begin[k] + available[k] for k in latest}
+        end = {k: begin[k] + available[k] for k in latest}
+        for key, offset in end.items():
+            self._started()[key].set_planned(offset)
+        return end
 
     def reportLatestOffset(self) -> dict[str, int] | None:
         return self._durable() if self._ingest is not None else None
@@ -182,8 +185,6 @@ class AmqpStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def commit(self, end: dict[str, int]) -> None:
         for key, offset in end.items():
             trim(self._folder(key), int(offset))
-            if self._ingest is not None and key in self._ingest:
-                self._ingest[key].set_committed(int(offset))
 
     def stop(self) -> None:
         if self._ingest:
