@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 from services.probes import amqp_ready
-from services.process import BackgroundProcess, ServiceError, java_executable, port_in_use
+from services.process import BackgroundProcess, ServiceError, java_executable, port_stays_busy
 from services.settings import ServiceSettings
 
 _ACCEPTORS = re.compile(r"<acceptors>.*?</acceptors>", re.DOTALL)
@@ -86,7 +86,7 @@ class ArtemisService:
         """Start the broker in the background (creating its instance on first use); returns at once."""
         if self.process.pid is not None:
             return
-        if port_in_use(self.settings.host, self.settings.amqp_port):
+        if port_stays_busy(self.settings.host, self.settings.amqp_port):
             raise ServiceError(
                 f"port {self.settings.amqp_port} on {self.settings.host} is already in use by another process: "
                 "stop it, or choose another with AMQP_PORT=..."

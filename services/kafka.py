@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 from services.probes import kafka_ready
-from services.process import BackgroundProcess, ServiceError, java_executable, port_in_use
+from services.process import BackgroundProcess, ServiceError, java_executable, port_stays_busy
 from services.settings import ServiceSettings
 
 _LOG4J = """\
@@ -101,7 +101,7 @@ class KafkaService:
             return
         s = self.settings
         for port, var in ((s.kafka_port, "KAFKA_PORT"), (s.kafka_controller_port, "KAFKA_CONTROLLER_PORT")):
-            if port_in_use(s.host, port):
+            if port_stays_busy(s.host, port):
                 raise ServiceError(f"port {port} on {s.host} is already in use by another process: stop it, or choose another with {var}=...")
         config = self._write_config()
         self._format_storage(config)

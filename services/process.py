@@ -21,6 +21,20 @@ def port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def port_stays_busy(host: str, port: int, grace: float = 5.0) -> bool:
+    """True if the port is still in use after ``grace`` seconds.
+
+    A client reconnecting in a loop to a local port that has no listener can briefly
+    connect to itself (TCP simultaneous open), which looks like a listener; it goes away.
+    """
+    deadline = time.monotonic() + grace
+    while port_in_use(host, port):
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def log_tail(path: Path, lines: int = 20) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

@@ -11,11 +11,13 @@ pushes back onto the broker, not into memory.
 Connection loss and crashes: proton reconnects with backoff, through every failover URL.
 Deliveries written to the log but not accepted when the connection dropped (or the process
 died) cannot be accepted any more, and the broker redelivers them. Those records are always
-a suffix of the log no longer than the credit window, so the ingest process remembers the
-digests of that suffix (of the bare message: the header and annotations a broker changes
+a suffix of the log no longer than the credit window (an accept lost on the wire adds at
+most another window), so the ingest process remembers the digests of the last two windows (of the bare message: the header and annotations a broker changes
 on redelivery are left out) and accepts a redelivered message that matches one without
-logging it again. The log therefore holds each accepted message once. (Two messages
-identical to the byte, both unaccepted at the crash, are matched as a multiset.)
+logging it again. The log therefore holds each accepted message once. (Messages are
+matched as a multiset for two minutes. Pitfall: a *new* message identical in properties and
+body to one of the last 2 x ``credit`` logged ones, arriving in those two minutes, is taken for
+a redelivery; give messages a message-id or a timestamp, as the simulator's readings have.)
 
 The process runs separately from Spark's driver-side reader so that several receivers use
 several cores (the proton event loop is CPU-bound near 20k small messages/s per process).
@@ -24,6 +26,7 @@ It exits by itself if its parent dies.
 
 from __future__ import annotations
 
+import collections
 import logging
 import multiprocessing as mp
 import os
@@ -130,11 +133,15 @@ class IngestHandler(MessagingHandler):
         self.withheld = 0  # credit owed but withheld for back-pressure
         self.conn: Any = None
         self.receiver: Any = None
+        self.receiver_name = ""
         self.stopping = False
         # digest -> count of logged records whose acceptance may not have reached the broker
         self.uncertain: dict[bytes, int] = dict(uncertain or {})
         self.uncertain_until = time.monotonic() + 120.0
         self.unsynced_payloads: list[bytes] = []
+        # Accepts just sent may be lost with the connection (a broker crash before it stored
+        # them): the last two credit windows of accepted messages count as uncertain then.
+        self.recently_accepted: collections.deque[bytes] = collections.deque(maxlen=2 * spec.credit)
 
     # --- lifecycle -------------------------------------------------------------------
     def on_start(self, event: Any) -> None:
@@ -142,11 +149,21 @@ class IngestHandler(MessagingHandler):
         self.container.selectable(self.injector)
         self.syncer.start()
         self.conn = self.container.connect(**connect_kwargs(self.spec.connection, reconnect=True))
-        self.receiver = self.container.create_receiver(self.conn, self.spec.address, name=self.spec.link_name)
         self.container.schedule(0.2, _Tick(self, "on_watchdog"))
 
+    def on_connection_opened(self, event: Any) -> None:
+        # A new link on every (re)connection: proton would re-attach the old one, but with the
+        # old connection's credit state, which the broker no longer honours.
+        self._attach()
+
+    def _attach(self) -> None:
+        if self.stopping:
+            return
+        self.receiver_name = f"{self.spec.link_name}-{self.generation}"
+        self.receiver = self.container.create_receiver(self.conn, self.spec.address, name=self.receiver_name)
+
     def on_link_opened(self, event: Any) -> None:
-        if event.link.is_receiver:
+        if event.link.is_receiver and event.link.name == self.receiver_name:
             self.in_flight = 0
             self.withheld = 0
             self._grant(self.spec.credit - self.receiver.credit)
@@ -154,10 +171,19 @@ class IngestHandler(MessagingHandler):
             self.status.attached.set()
 
     def on_disconnected(self, event: Any) -> None:
-        # Deliveries of the lost connection can no longer be settled; the broker redelivers them.
+        self._forget_link()
+
+    def _forget_link(self) -> None:
+        """Deliveries of a lost link can no longer be settled; the broker redelivers them."""
+        self.on_flush(None)  # the last batch goes to the log under the old generation: remembered, not accepted
+        self._remember_uncertain(list(self.recently_accepted))
+        self.recently_accepted.clear()
         self.generation += 1
-        self._remember_uncertain(self.unsynced_payloads)
         self.in_flight = 0
+        self.withheld = 0
+        if self.receiver is not None:
+            self.receiver.close()
+            self.receiver = None
 
     def _remember_uncertain(self, payloads: list[bytes]) -> None:
         for payload in payloads:
@@ -197,12 +223,14 @@ class IngestHandler(MessagingHandler):
         self.status.error = f"{cond.name}: {cond.description}" if cond else "link closed by the broker"
         log.warning("amqp source %s: %s (re-attaching in 1 s)", self.spec.address, self.status.error)
         event.link.close()
-        if not self.stopping:
-            self.container.schedule(1.0, _Tick(self, "on_reattach"))
+        if event.link.name == self.receiver_name:
+            self._forget_link()
+            if not self.stopping:
+                self.container.schedule(1.0, _Tick(self, "on_reattach"))
 
     def on_reattach(self, event: Any) -> None:
-        if not self.stopping:
-            self.receiver = self.container.create_receiver(self.conn, self.spec.address, name=self.spec.link_name)
+        if self.receiver is None:
+            self._attach()
 
     # --- data path ---------------------------------------------------------------------
     def on_delivery(self, event: Any) -> None:
@@ -247,7 +275,8 @@ class IngestHandler(MessagingHandler):
         upto, (deliveries, payloads), generation = event.subject
         self.status.durable.value = upto
         if self.spec.at_most_once:
-            self._grant(self.spec.credit - self.receiver.credit)
+            if self.receiver is not None:
+                self._grant(self.spec.credit - self.receiver.credit)
             return
         if generation != self.generation:
             self._remember_uncertain(payloads)
@@ -255,6 +284,7 @@ class IngestHandler(MessagingHandler):
         for delivery in deliveries:
             delivery.update(Delivery.ACCEPTED)
             delivery.settle()
+        self.recently_accepted.extend(payloads)
         self.in_flight -= len(deliveries)
         self._grant(len(deliveries))
 
@@ -315,11 +345,11 @@ def run_ingest(spec: IngestSpec, status: IngestStatus, parent_pid: int) -> None:
 
 
 def uncertain_tail(writer: LogWriter, spec: IngestSpec) -> dict[bytes, int]:
-    """Digests of the records a crash may have left unaccepted: the last ``credit`` ones."""
+    """Digests of the records a crash may have left unaccepted (or whose accept was lost): the last two credit windows."""
     if spec.at_most_once:
         return {}
     end = writer.next_offset
-    start = max(0, end - spec.credit)
+    start = max(0, end - 2 * spec.credit)
     digests: dict[bytes, int] = {}
     kept = segments(spec.log_folder)  # committed records count too: Spark may read a record before its accept
     start = max(start, min(kept[0][0] if kept else end, end))

@@ -76,3 +76,39 @@ def test_redelivered_messages_already_in_the_log_are_accepted_not_logged_again(
     bodies = [decode_message(r.payload).body for r in wal.read_range(tmp_path, 0, 8)]
     assert bodies == [f"reading {i}" for i in range(5)] + [f"new {i}" for i in range(3)]
     assert amqp_clients.receive(amqp_url, address, 1, timeout=1.0) == []  # all accepted at the broker
+
+
+def test_broker_killed_and_restarted_mid_stream_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    """SIGKILL of Artemis (persistent journal) while the receiver is busy; it reconnects and goes on."""
+    from dataclasses import replace
+
+    from services import ServiceSettings
+    from services.artemis import ArtemisService
+    from services.fetch import fetch_artemis
+
+    settings = ServiceSettings.from_env().with_free_ports(tmp_path / "broker")
+    broker = ArtemisService(settings, fetch_artemis(settings))
+    broker.start()
+    try:
+        broker.wait_ready(90)
+        url = settings.amqp_url
+        n = 20_000
+        amqp_clients.send(url, "fault", [Message(id=f"m-{i}", body=f"{i}", durable=True) for i in range(n)], timeout=120)
+        proc = IngestProcess(_spec(url, "fault", tmp_path / "log", credit=200, max_buffered_messages=10**9))
+        proc.start()
+        try:
+            proc.wait_attached(30)
+            wait_for(lambda: proc.durable >= 2000, 60, "the first records")
+            broker.kill()
+            broker = ArtemisService(replace(settings), fetch_artemis(settings))
+            broker.start()
+            broker.wait_ready(90)
+            wait_for(lambda: proc.durable >= n, 60, f"all {n} after the broker came back (at {proc.durable}, deduplicated {proc.status.deduplicated.value}, error {proc.status.error!r})")
+            assert not _grows_past(proc, n)
+        finally:
+            proc.stop()
+        ids = [decode_message(r.payload).id for r in wal.read_range(tmp_path / "log", 0, proc.durable)]
+        assert len(ids) == n and set(ids) == {f"m-{i}" for i in range(n)}
+        assert amqp_clients.receive(url, "fault", 1, timeout=1.0) == []
+    finally:
+        broker.stop()

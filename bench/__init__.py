@@ -1,0 +1,1 @@
+"""Benchmarks: each prints rates and their ratio to a baseline measured in the same run."""

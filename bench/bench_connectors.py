@@ -1,0 +1,126 @@
+"""The amqp source and sink against a raw python-qpid-proton loop on the same broker.
+
+- ingest: the source's receiving side alone (receive -> write-ahead log -> fsync -> accept),
+  1 and 2 receivers, against a raw receive-and-accept loop;
+- query: messages/s through a running streaming query (noop sink), first row to last;
+- sink: ``df.write.format("amqp")`` against a raw unsettled sender.
+
+``python -m bench.bench_connectors [--messages N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bench.common import raw_receive, raw_send, report, services
+
+
+def _ingest_rate(url: str, address: str, count: int, receivers: int, log_dir: Path) -> float:
+    from connectors.amqp.ingest import IngestProcess, IngestSpec
+    from connectors.amqp.options import ConnectionOptions, parse_endpoints
+
+    procs = [
+        IngestProcess(
+            IngestSpec(ConnectionOptions(parse_endpoints(url)), address, log_dir / f"r{i}", 1000, 10**9, False, 64 << 20, f"bench-{uuid.uuid4().hex[:6]}")
+        )
+        for i in range(receivers)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.wait_attached(60)
+    first_at = None
+    first_total = 0
+    try:
+        while True:
+            total = sum(p.durable for p in procs)
+            now = time.perf_counter()
+            if total and first_at is None:
+                first_at, first_total = now, total
+            if total >= count:
+                return (total - first_total) / max(now - (first_at or now), 1e-9)
+            time.sleep(0.01)
+    finally:
+        for p in procs:
+            p.stop()
+
+
+def _query_rate(url: str, address: str, count: int, tmp: Path, receivers: int) -> float:
+    from pyspark.sql import SparkSession
+
+    from connectors.amqp import AmqpDataSource
+
+    spark = SparkSession.builder.master("local[2]").config("spark.sql.shuffle.partitions", "2").config("spark.ui.enabled", "false").getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    spark.dataSource.register(AmqpDataSource)
+    df = (
+        spark.readStream.format("amqp").option("url", url).option("address", address)
+        .option("logDir", str(tmp / "qlog")).option("receivers", str(receivers)).load()
+    )  # fmt: skip
+    query = df.writeStream.format("noop").option("checkpointLocation", str(tmp / "qckpt")).start()
+    try:
+        done = 0
+        first = None
+        while done < count:
+            query.awaitTermination(0.05)
+            done = sum(p["numInputRows"] for p in query.recentProgress)
+            if done and first is None:
+                progress = query.recentProgress[0]
+                first = time.perf_counter() - progress["durationMs"]["triggerExecution"] / 1000
+        return done / (time.perf_counter() - first)
+    finally:
+        query.stop()
+
+
+def _sink_rate(url: str, address: str, count: int) -> float:
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.getOrCreate()
+    df = spark.range(count).selectExpr("CAST(repeat('x', 64) AS BINARY) AS body").coalesce(1).cache()
+    df.count()
+    start = time.perf_counter()
+    df.write.format("amqp").option("url", url).option("address", address).mode("append").save()
+    return count / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=100_000)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    n = args.messages
+    with services() as (url, _), tempfile.TemporaryDirectory(prefix="bench-connectors-") as tmp_name:
+        tmp = Path(tmp_name)
+        run = uuid.uuid4().hex[:6]
+
+        def preload(address: str) -> None:
+            raw_send(url, address, n)
+
+        print(f"amqp connectors, {n:,} messages of 64 bytes, broker {url}")
+        preload(f"bench-raw-{run}")
+        raw = raw_receive(url, f"bench-raw-{run}", n)
+        report("raw proton receive loop (baseline)", raw, "raw receive", raw)
+        for receivers in (1, 2):
+            preload(f"bench-ingest{receivers}-{run}")
+            rate = _ingest_rate(url, f"bench-ingest{receivers}-{run}", n, receivers, tmp / f"ingest{receivers}")
+            report(f"source ingest, {receivers} receiver(s) (log+fsync+accept)", rate, "raw receive", raw)
+        for receivers in (1, 2):
+            preload(f"bench-query{receivers}-{run}")
+            rate = _query_rate(url, f"bench-query{receivers}-{run}", n, tmp / f"q{receivers}", receivers)
+            report(f"streaming query, {receivers} receiver(s), noop sink", rate, "raw receive", raw)
+        raw_tx = raw_send(url, f"bench-rawtx-{run}", n)
+        report("raw proton unsettled sender (baseline)", raw_tx, "raw send", raw_tx)
+        rate = _sink_rate(url, f"bench-sink-{run}", n)
+        report("sink: df.write.format('amqp'), 1 task", rate, "raw send", raw_tx)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Shared plumbing for the benchmarks: services, a raw proton baseline, timing."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from proton import Message
+from proton.handlers import MessagingHandler
+from proton.reactor import Container
+
+
+@contextlib.contextmanager
+def services() -> Iterator[tuple[str, str]]:
+    """``(amqp_url, kafka_bootstrap)``: the ones in AMQP_URL/KAFKA_BOOTSTRAP, or private ones on free ports."""
+    if os.environ.get("AMQP_URL") and os.environ.get("KAFKA_BOOTSTRAP"):
+        yield os.environ["AMQP_URL"], os.environ["KAFKA_BOOTSTRAP"]
+        return
+    import tempfile
+    from pathlib import Path
+
+    from services import LocalServices, ServiceSettings
+
+    with tempfile.TemporaryDirectory(prefix="bench-services-") as tmp:
+        settings = ServiceSettings.from_env().with_free_ports(Path(tmp))
+        with LocalServices(settings) as svc:
+            yield svc.amqp_url, svc.kafka_bootstrap
+
+
+class _RawSender(MessagingHandler):
+    def __init__(self, url: str, address: str, count: int, body: bytes) -> None:
+        super().__init__()
+        self.url, self.address, self.count, self.body = url, address, count, body
+        self.sent = self.confirmed = 0
+
+    def on_start(self, event: Any) -> None:
+        self.conn = event.container.connect(self.url)
+        event.container.create_sender(self.conn, self.address)
+
+    def on_sendable(self, event: Any) -> None:
+        while event.sender.credit and self.sent < self.count:
+            event.sender.send(Message(body=self.body, durable=True))
+            self.sent += 1
+
+    def on_accepted(self, event: Any) -> None:
+        self.confirmed += 1
+        if self.confirmed == self.count:
+            self.conn.close()
+
+
+class _RawReceiver(MessagingHandler):
+    def __init__(self, url: str, address: str, count: int) -> None:
+        super().__init__(prefetch=1000)
+        self.url, self.address, self.count = url, address, count
+        self.received = 0
+        self.first = self.last = 0.0
+
+    def on_start(self, event: Any) -> None:
+        self.conn = event.container.connect(self.url)
+        event.container.create_receiver(self.conn, self.address)
+
+    def on_message(self, event: Any) -> None:
+        if self.received == 0:
+            self.first = time.perf_counter()
+        self.received += 1
+        if self.received == self.count:
+            self.last = time.perf_counter()
+            event.receiver.close()
+            self.conn.close()
+
+
+def raw_send(url: str, address: str, count: int, body: bytes = b"x" * 64) -> float:
+    """Send ``count`` durable messages unsettled with a plain proton loop; returns messages/s."""
+    handler = _RawSender(url, address, count, body)
+    start = time.perf_counter()
+    Container(handler).run()
+    return count / (time.perf_counter() - start)
+
+
+def raw_receive(url: str, address: str, count: int) -> float:
+    """Receive and accept ``count`` messages with a plain proton loop; returns messages/s (first to last)."""
+    handler = _RawReceiver(url, address, count)
+    Container(handler).run()
+    return (count - 1) / max(handler.last - handler.first, 1e-9)
+
+
+def report(name: str, rate: float, baseline_name: str, baseline: float) -> None:
+    print(f"{name:48s} {rate:10,.0f} msg/s   {rate / baseline:6.2f}x of {baseline_name} ({baseline:,.0f} msg/s)", flush=True)
