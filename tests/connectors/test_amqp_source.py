@@ -124,10 +124,11 @@ def test_every_amqp_body_type_converts(spark, amqp_url: str, unique_name: Callab
 def test_two_receivers_share_an_address_without_duplicates(spark, amqp_url: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
     address = unique_name("two")
     n = 2000
-    amqp_clients.send(amqp_url, address, _readings(n))
     table = address.replace("-", "_")
     query = _memory_query(_stream(spark, amqp_url, address, tmp_path / "log", receivers="2", credit="100"), table, tmp_path / "ckpt")
     try:
+        wait_for(lambda: query.lastProgress, 60, "both receivers attached (the first trigger)")
+        amqp_clients.send(amqp_url, address, _readings(n))
         wait_for(lambda: _count(spark, table) >= n, 90, f"{n} rows from two receivers")
         rows = spark.sql(f"SELECT message_id, partition FROM {table}").collect()
     finally:
