@@ -2,7 +2,8 @@
 
     python -m bench.bench_bridge [--messages 20000] [--size 100]
 
-Needs the real services (``make up``; ``AMQP_URL``/``KAFKA_BOOTSTRAP`` honoured). Prints:
+Uses the running services when ``AMQP_URL``/``KAFKA_BOOTSTRAP`` are set (``make up``), else
+starts private ones for the run (``bench.common.services``). Prints:
 
 * AMQP -> Kafka through the bridge (unsettled sender, acks=all) vs a raw proton receive
   loop that accepts at once (the Python event-loop ceiling), and vs confluent-kafka
@@ -128,19 +129,33 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -
     raise TimeoutError(f"port {port} not open")
 
 
-def start_bridge(kafka: str) -> tuple[subprocess.Popen[bytes], int, int]:
+def start_bridge(kafka: str, workers: int = 1) -> tuple[subprocess.Popen[bytes], int, int]:
     amqp_port, http_port = free_port(), free_port()
     cmd = [sys.executable, "-m", "bridge", "--amqp-port", str(amqp_port), "--http-port", str(http_port), "--kafka-bootstrap", kafka, "--log-level", "WARNING"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=2):
-                return proc, amqp_port, http_port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise TimeoutError("bridge not ready")
+    proc = subprocess.Popen([*cmd, "--workers", str(workers)], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    for port in range(http_port, http_port + workers):
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    raise TimeoutError("bridge not ready") from None
+                time.sleep(0.05)
+    return proc, amqp_port, http_port
+
+
+def parallel_send(url: str, topic: str, count: int, size: int, senders: int) -> float:
+    """``senders`` sender processes (one connection each) share ``count`` messages; the aggregate msg/s."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); from bench.bench_bridge import send; "
+        f"s = send({url!r}, {topic!r}, {count // senders}, {size}); print(s.t0, s.t1)"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(senders)]
+    spans = [tuple(map(float, p.communicate(timeout=300)[0].split())) for p in procs]
+    return (count // senders) * senders / (max(t1 for _, t1 in spans) - min(t0 for t0, _ in spans))
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -211,6 +226,17 @@ def run(count: int, size: int, kafka: str) -> dict[str, float]:
         bridge.terminate()
         bridge.wait(30)
 
+    # 5. the same bridge as two worker processes on one port, fed by two sender processes
+    bridge, amqp_port, _ = start_bridge(kafka, workers=2)
+    try:
+        url = f"amqp://127.0.0.1:{amqp_port}"
+        topic = f"bench-workers-{run_id}"
+        send(url, topic, 100, size)
+        results["bridge_in_2workers_msgs"] = parallel_send(url, topic, count, size, senders=2)
+    finally:
+        bridge.terminate()
+        bridge.wait(30)
+
     consumer = Consumer({"bootstrap.servers": kafka, "group.id": f"bench-direct-{run_id}", "enable.auto.commit": False})
     consumer.assign([TopicPartition(topic_direct, 0, 1)])  # skip the warm-up record, as the bridge read it too
     got, t0 = 0, time.perf_counter()
@@ -226,6 +252,7 @@ def report(r: dict[str, float], count: int, size: int) -> str:
         f"bridge benchmark: {count} messages of {size} bytes, {os.cpu_count()} cores",
         f"  raw proton receive loop        {r['raw_proton_msgs']:>10,.0f} msg/s",
         f"  AMQP->Kafka through bridge     {r['bridge_in_msgs']:>10,.0f} msg/s   {r['bridge_in_msgs'] / r['raw_proton_msgs']:6.1%} of raw proton loop (aim >= 70%)",
+        f"  same, 2 workers, 2 senders     {r['bridge_in_2workers_msgs']:>10,.0f} msg/s   x{r['bridge_in_2workers_msgs'] / r['bridge_in_msgs']:.2f} of one worker (senders share the cores)",
         f"  confluent-kafka direct produce {r['direct_produce_msgs']:>10,.0f} msg/s   bridge is {r['bridge_in_msgs'] / r['direct_produce_msgs']:6.1%} of it",
         f"  Kafka->AMQP through bridge     {r['bridge_out_msgs']:>10,.0f} msg/s   (after {r['bridge_out_join_s']:.1f} s to join the consumer group)",
         f"  confluent-kafka direct consume {r['direct_consume_msgs']:>10,.0f} msg/s   bridge is {r['bridge_out_msgs'] / r['direct_consume_msgs']:6.1%} of it",
@@ -240,9 +267,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--size", type=int, default=100)
-    parser.add_argument("--kafka-bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
+    parser.add_argument("--kafka-bootstrap", help="default: KAFKA_BOOTSTRAP, else a private Kafka started for the run")
     args = parser.parse_args(argv)
-    print(report(run(args.messages, args.size, args.kafka_bootstrap), args.messages, args.size))
+    if args.kafka_bootstrap:
+        results = run(args.messages, args.size, args.kafka_bootstrap)
+    else:
+        from bench.common import services
+
+        with services() as (_amqp_url, kafka_bootstrap):
+            results = run(args.messages, args.size, kafka_bootstrap)
+    print(report(results, args.messages, args.size))
     return 0
 
 

@@ -67,7 +67,10 @@ def _query_rate(url: str, address: str, count: int, tmp: Path, receivers: int) -
     try:
         done = 0
         first = None
+        deadline = time.monotonic() + 300
         while done < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"query processed {done} of {count} in 300 s; status {query.status}")
             query.awaitTermination(0.05)
             done = sum(p["numInputRows"] for p in query.recentProgress)
             if done and first is None:

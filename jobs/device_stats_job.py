@@ -27,13 +27,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file by spark-submit: make ``jobs`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from jobs.device_stats import OutlierConfig, device_window_stats, flag_outliers
-from jobs.session import build_session
+from jobs.session import build_session, run_queries
 from jobs.windowing import iso_utc, parse_readings
 
 
@@ -119,17 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     spark = build_session("device-stats")
     queries = start_queries(spark, args)
-    try:
-        spark.streams.awaitAnyTermination(args.timeout)
-    except (KeyboardInterrupt, StreamingQueryException):
-        pass
-    finally:
-        for q in queries:
-            q.stop()
-    failed = [q for q in queries if q.exception() is not None]
-    for q in failed:
-        print(f"query {q.name} failed: {q.exception()}", file=sys.stderr)
-    return 1 if failed else 0
+    return run_queries(spark, queries, args.timeout)
 
 
 if __name__ == "__main__":

@@ -39,3 +39,20 @@ def build_session(app_name: str, shuffle_partitions: int = 2, packages: str | No
     spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions))
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     return spark
+
+
+def run_queries(spark: SparkSession, queries: list, timeout: float | None) -> int:
+    """Wait until a query ends, Ctrl-C, or ``timeout`` seconds; stop them all; 1 if any failed."""
+    from pyspark.errors import StreamingQueryException
+
+    try:
+        spark.streams.awaitAnyTermination(timeout)
+    except (KeyboardInterrupt, StreamingQueryException):
+        pass
+    finally:
+        for q in queries:
+            q.stop()
+    failed = [q for q in queries if q.exception() is not None]
+    for q in failed:
+        print(f"query {q.name} failed: {q.exception()}", file=sys.stderr)
+    return 1 if failed else 0

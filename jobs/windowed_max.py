@@ -35,11 +35,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file by spark-submit: make ``jobs``/``connectors`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from jobs.session import build_session
+from jobs.session import build_session, run_queries
 from jobs.windowing import parse_readings, to_result_json, windowed_max
 
 
@@ -169,17 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     spark = build_session("windowed-max")
     queries = start_queries(spark, args) if args.query_per_sink else [start_single_query(spark, args)]
-    try:
-        spark.streams.awaitAnyTermination(args.timeout)
-    except (KeyboardInterrupt, StreamingQueryException):
-        pass
-    finally:
-        for q in queries:
-            q.stop()
-    failed = [q for q in queries if q.exception() is not None]
-    for q in failed:
-        print(f"query {q.name} failed: {q.exception()}", file=sys.stderr)
-    return 1 if failed else 0
+    return run_queries(spark, queries, args.timeout)
 
 
 if __name__ == "__main__":
