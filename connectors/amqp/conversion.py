@@ -167,6 +167,62 @@ def message_to_row(message: Message, address: str, partition: int, offset: int, 
     )
 
 
+def arrow_schema():  # -> pyarrow.Schema; pyarrow is imported lazily (executors only)
+    """The Arrow schema equal to :data:`SOURCE_SCHEMA_DDL` (Spark checks that they match exactly)."""
+    import pyarrow as pa
+
+    ts = pa.timestamp("us", tz="UTC")
+    return pa.schema(
+        [
+            ("body", pa.binary()),
+            ("address", pa.string()),
+            ("partition", pa.int32()),
+            ("offset", pa.int64()),
+            ("message_id", pa.string()),
+            ("correlation_id", pa.string()),
+            ("subject", pa.string()),
+            ("content_type", pa.string()),
+            ("creation_time", ts),
+            ("received_time", ts),
+            ("application_properties", pa.map_(pa.string(), pa.string())),
+            ("durable", pa.bool_()),
+            ("priority", pa.int32()),
+            ("delivery_count", pa.int64()),
+        ]
+    )
+
+
+def records_to_arrow(records: list[tuple[int, int, bytes]], address: str, partition: int):  # -> pyarrow.RecordBatch
+    """Log records ``(offset, received_ms, encoded message)`` as one Arrow record batch.
+
+    Same values as :func:`message_to_row`, built column-wise: about twice as fast into
+    Spark as tuples for large batches.
+    """
+    import pyarrow as pa
+
+    cols: dict[str, list] = {name: [] for name in SOURCE_COLUMNS}
+    for offset, received_ms, payload in records:
+        m = decode_message(payload)
+        props = m.properties or {}
+        cols["body"].append(body_to_bytes(m.body))
+        cols["offset"].append(offset)
+        cols["message_id"].append(_id_to_str(m.id))
+        cols["correlation_id"].append(_id_to_str(m.correlation_id))
+        cols["subject"].append(m.subject)
+        cols["content_type"].append(_content_type(m))
+        cols["creation_time"].append(int(m.creation_time * 1_000_000) if m.creation_time else None)
+        cols["received_time"].append(received_ms * 1000)
+        cols["application_properties"].append([(str(k), value_to_str(v)) for k, v in props.items()])
+        cols["durable"].append(bool(m.durable))
+        cols["priority"].append(int(m.priority))
+        cols["delivery_count"].append(int(m.delivery_count))
+    n = len(records)
+    cols["address"] = [address] * n
+    cols["partition"] = [partition] * n
+    schema = arrow_schema()
+    return pa.RecordBatch.from_arrays([pa.array(cols[f.name], type=f.type) for f in schema], schema=schema)
+
+
 def row_to_message(row: Mapping[str, Any], default_address: str | None) -> Message:
     """A sink row (``body`` required; see :data:`SINK_COLUMNS`) as a proton message.
 

@@ -193,15 +193,23 @@ class AmqpStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._ingest = None
 
     # --- executor side -----------------------------------------------------------------
-    def read(self, partition: InputPartition) -> Iterator[tuple]:
-        from connectors.amqp.conversion import decode_message, message_to_row
+    ARROW_BATCH_ROWS = 8192
+
+    def read(self, partition: InputPartition) -> Iterator[Any]:
+        """Yield the partition's offset range from the log as Arrow record batches."""
+        from connectors.amqp.conversion import records_to_arrow
 
         assert isinstance(partition, AmqpInputPartition)
         records = read_range(Path(partition.folder), partition.start, partition.end)
+        chunk: list[tuple[int, int, bytes]] = []
         try:
             for record in records:
-                message = decode_message(record.payload)
-                yield message_to_row(message, partition.address, partition.index, record.offset, record.received_ms)
+                chunk.append((record.offset, record.received_ms, record.payload))
+                if len(chunk) >= self.ARROW_BATCH_ROWS:
+                    yield records_to_arrow(chunk, partition.address, partition.index)
+                    chunk = []
+            if chunk:
+                yield records_to_arrow(chunk, partition.address, partition.index)
         except CorruptLogError as err:
             if self.options.fail_on_data_loss:
                 raise CorruptLogError(

@@ -14,10 +14,12 @@ from proton import Message, symbol, ulong
 
 from connectors.amqp.conversion import (
     SOURCE_COLUMNS,
+    arrow_schema,
     bare_message_digest,
     body_to_bytes,
     decode_message,
     message_to_row,
+    records_to_arrow,
     row_to_message,
     value_to_str,
 )
@@ -122,3 +124,19 @@ def test_row_to_message() -> None:
     assert row_to_message({"body": bytearray(b"\x02")}, "max").body == b"\x02"
     with pytest.raises(ValueError, match="'body' column must be string or binary, got int"):
         row_to_message({"body": 5}, "max")
+
+
+def test_arrow_batch_equals_the_rows() -> None:
+    messages = [
+        Message(body=b"a", id="x", subject="s", properties={"k": 1}, creation_time=1_764_370_000.25, durable=True, priority=9),
+        Message(body={"m": 1}),
+        Message(body=None),
+    ]
+    records = [(10 + i, 1_764_370_000_123 + i, m.encode()) for i, m in enumerate(messages)]
+    batch = records_to_arrow(records, "addr", 3)
+    rows = [dict(zip(SOURCE_COLUMNS, message_to_row(decode_message(p), "addr", 3, o, r), strict=True)) for o, r, p in records]
+    as_python = batch.to_pylist()
+    for got, want in zip(as_python, rows, strict=True):
+        want["application_properties"] = list(want["application_properties"].items())
+        assert got == want
+    assert batch.schema == arrow_schema()
