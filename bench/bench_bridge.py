@@ -131,7 +131,19 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -
 
 def start_bridge(kafka: str, workers: int = 1) -> tuple[subprocess.Popen[bytes], int, int]:
     amqp_port, http_port = free_port(), free_port()
-    cmd = [sys.executable, "-m", "bridge", "--amqp-port", str(amqp_port), "--http-port", str(http_port), "--kafka-bootstrap", kafka, "--log-level", "WARNING"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bridge",
+        "--amqp-port",
+        str(amqp_port),
+        "--http-port",
+        str(http_port),
+        "--kafka-bootstrap",
+        kafka,
+        "--log-level",
+        "WARNING",
+    ]
     proc = subprocess.Popen([*cmd, "--workers", str(workers)], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     for port in range(http_port, http_port + workers):
         deadline = time.monotonic() + 30

@@ -45,6 +45,11 @@ class ArtemisService:
     def url(self) -> str:
         return self.settings.amqp_url
 
+    @property
+    def tls_url(self) -> str | None:
+        s = self.settings
+        return f"amqps://{s.host}:{s.amqps_port}" if s.amqps_port and s.tls_keystore else None
+
     def _create_instance(self) -> None:
         s = self.settings
         cmd = [
@@ -66,8 +71,15 @@ class ArtemisService:
             f'<acceptors><acceptor name="amqp">tcp://{s.host}:{s.amqp_port}?protocols=AMQP,CORE;'
             "tcpSendBufferSize=1048576;tcpReceiveBufferSize=1048576;useEpoll=true;"
             "amqpCredits=1000;amqpLowCredits=300;amqpMinLargeMessageSize=102400;"
-            "amqpDuplicateDetection=true</acceptor></acceptors>"
+            "amqpDuplicateDetection=true</acceptor>"
         )
+        if s.amqps_port and s.tls_keystore:
+            acceptor += (
+                f'<acceptor name="amqps">tcp://{s.host}:{s.amqps_port}?protocols=AMQP;sslEnabled=true;'
+                f"keyStorePath={s.tls_keystore};keyStoreType=PKCS12;keyStorePassword={s.tls_keystore_password};"
+                "amqpCredits=1000;amqpLowCredits=300</acceptor>"
+            )
+        acceptor += "</acceptors>"
         text = _ACCEPTORS.sub(acceptor, text, count=1)
         if _ANYCAST not in text:
             text = text.replace(_CATCH_ALL, _CATCH_ALL + _ANYCAST, 1)

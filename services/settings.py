@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +37,8 @@ class ServiceSettings:
     Environment variables (defaults in brackets): ``SERVICES_HOST`` [127.0.0.1],
     ``AMQP_PORT`` [5672], ``KAFKA_PORT`` [9092], ``KAFKA_CONTROLLER_PORT`` [9093],
     ``PROJECT_CACHE`` [.cache, the JVM parts], ``SERVICES_RUN_DIR`` [.run, instances,
-    logs, pids], ``ARTEMIS_USER`` / ``ARTEMIS_PASSWORD`` [admin/admin].
+    logs, pids], ``ARTEMIS_USER`` / ``ARTEMIS_PASSWORD`` [admin/admin]; for an extra TLS
+    acceptor: ``AMQPS_PORT``, ``ARTEMIS_TLS_KEYSTORE`` (PKCS#12), ``ARTEMIS_TLS_KEYSTORE_PASSWORD``.
     """
 
     host: str = "127.0.0.1"
@@ -49,6 +50,10 @@ class ServiceSettings:
     artemis_user: str = "admin"
     artemis_password: str = "admin"
     jvm_heap: str = "512m"
+    # Optional TLS acceptor (amqps): a PKCS#12 key store holding the broker's key and certificate.
+    amqps_port: int | None = None
+    tls_keystore: Path | None = None
+    tls_keystore_password: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls) -> ServiceSettings:
@@ -62,6 +67,9 @@ class ServiceSettings:
             run_dir=Path(env.get("SERVICES_RUN_DIR", str(cls.run_dir))).resolve(),
             artemis_user=env.get("ARTEMIS_USER", cls.artemis_user),
             artemis_password=env.get("ARTEMIS_PASSWORD", cls.artemis_password),
+            amqps_port=_env_int("AMQPS_PORT", 0) or None,
+            tls_keystore=Path(env["ARTEMIS_TLS_KEYSTORE"]).resolve() if env.get("ARTEMIS_TLS_KEYSTORE") else None,
+            tls_keystore_password=env.get("ARTEMIS_TLS_KEYSTORE_PASSWORD", ""),
         )
 
     def with_free_ports(self, run_dir: Path) -> ServiceSettings:

@@ -1,0 +1,325 @@
+"""The AMQP endpoint: shared bridge state (``BridgeCore``) and the small proton handler that routes events to it.
+
+Server mode: peers attach links to the bridge's listener. A sender link with target ``T``
+produces to topic ``T`` (or its route); a receiver link with source ``T/group.id/G`` (or
+the ``group.id`` link property), with optional ``x-opt-bridge.partition-filter`` and
+``x-opt-bridge.offset-filter`` source filters, receives the topic's records.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from proton import Condition, Delivery, Described, Link
+from proton.handlers import IncomingMessageHandler, MessagingHandler
+from proton.reactor import ApplicationEvent, EventInjector
+
+from bridge.kafka_io import ProducerPump, Signal, SourceSpec, TopicAdmin
+from bridge.links import InboundLink, OutboundLink, settle
+from bridge.metrics import BridgeMetrics
+from bridge.settings import BridgeSettings
+
+log = logging.getLogger("bridge.endpoint")
+
+
+def _contained(method: Callable[..., None]) -> Callable[..., None]:
+    """An event-loop boundary: a bug in one event's handling is logged and counted, not allowed to stop the reactor
+    (which would take every other link down with it)."""
+
+    @functools.wraps(method)
+    def run(self: BridgeHandler, event: Any, *args: Any) -> None:
+        try:
+            method(self, event, *args)
+        except Exception:  # noqa: BLE001 - logged with its stack and counted; the other links keep flowing
+            self.core.metrics.kafka_errors.labels("internal").inc()
+            log.exception("event handling failed", extra={"event": method.__name__})
+
+    return run
+
+
+GROUP_SEPARATOR = "/group.id/"
+PARTITION_FILTERS = ("x-opt-bridge.partition-filter:int", "x-opt-bridge.partition-filter")
+OFFSET_FILTERS = ("x-opt-bridge.offset-filter:long", "x-opt-bridge.offset-filter")
+
+
+class AddressError(ValueError):
+    """A link address or filter the bridge cannot serve; ``condition`` is the AMQP error to detach with."""
+
+    def __init__(self, condition: str, description: str) -> None:
+        super().__init__(description)
+        self.condition = condition
+
+
+def _filter_value(filters: dict[Any, Any], names: tuple[str, ...]) -> int | None:
+    for name in names:
+        if name in filters:
+            value = filters[name]
+            if isinstance(value, Described):
+                value = value.value
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise AddressError("amqp:invalid-field", f"filter {name} must be a non-negative integer, not {value!r}")
+            return int(value)
+    return None
+
+
+def parse_source(address: str | None, properties: dict[Any, Any] | None, filters: dict[Any, Any] | None) -> SourceSpec:
+    """Receiver-link source -> what to consume. Raises ``AddressError``.
+
+    ``T/group.id/G`` names topic ``T`` and group ``G``; without the suffix the ``group.id``
+    link property gives the group. An offset filter needs a partition filter.
+    """
+    if not address:
+        raise AddressError("amqp:invalid-field", "a source address (the topic) is required")
+    topic, sep, group = address.partition(GROUP_SEPARATOR)
+    if not sep:
+        group = str((properties or {}).get("group.id") or "")
+    if not topic or not group:
+        raise AddressError(
+            "amqp:invalid-field",
+            f"no consumer group: use source '{topic or 'topic'}{GROUP_SEPARATOR}<group>' or a group.id link property",
+        )
+    filters = filters or {}
+    partition = _filter_value(filters, PARTITION_FILTERS)
+    offset = _filter_value(filters, OFFSET_FILTERS)
+    if offset is not None and partition is None:
+        raise AddressError("amqp:invalid-field", "an offset filter needs a partition filter")
+    return SourceSpec(topic, group, partition, offset)
+
+
+class BridgeCore:
+    """State shared by every link of one bridge: settings, the producer, metrics, and the reactor wake-ups.
+
+    All methods run on the reactor thread except the two signals, which Kafka threads set.
+    """
+
+    def __init__(self, settings: BridgeSettings, metrics: BridgeMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.injector = EventInjector()
+        self.acks_signal = Signal(lambda: self.injector.trigger(ApplicationEvent("kafka_acks")))
+        self.records_signal = Signal(lambda: self.injector.trigger(ApplicationEvent("kafka_records")))
+        self.checks_signal = Signal(lambda: self.injector.trigger(ApplicationEvent("topic_checks")))
+        self.producer = ProducerPump(settings.producer_config(), self.acks_signal)
+        self.admin = TopicAdmin(settings.admin_config(), settings.topic_partitions)
+        self.links: set[InboundLink | OutboundLink] = set()
+        self._checks: list[tuple[InboundLink | OutboundLink, Future[str | None]]] = []
+        self.draining = False
+        self.handler_hooks: dict[str, Callable[[], None]] = {}
+
+    def start(self) -> None:
+        self.producer.start()
+
+    def attach_inbound(self, link: Link, topic: str) -> None:
+        self._attach(InboundLink(self, link, topic), link)
+
+    def attach_outbound(self, link: Link, spec: SourceSpec) -> None:
+        self._attach(OutboundLink(self, link, spec), link)
+
+    def _attach(self, bridged: InboundLink | OutboundLink, link: Link) -> None:
+        link.bridged = bridged
+        self.links.add(bridged)
+        self.metrics.links.labels(bridged.role).inc()
+        future = self.admin.check(
+            bridged.topic, self.settings.auto_create_topics, timeout=min(10.0, self.settings.delivery_timeout_s)
+        )
+        self._checks.append((bridged, future))
+        future.add_done_callback(lambda _f: self.checks_signal.set())
+
+    def on_topic_checks(self) -> None:
+        self.checks_signal.clear()
+        waiting = []
+        for bridged, future in self._checks:
+            if not future.done():
+                waiting.append((bridged, future))
+                continue
+            if bridged.closed:
+                continue
+            error = future.result()
+            if error is None:
+                bridged.start()
+            else:
+                condition, _, description = error.partition("|")
+                self.detach(bridged, condition, description)
+        self._checks = waiting
+
+    def detach(self, bridged: InboundLink | OutboundLink, condition: str, description: str) -> None:
+        log.warning(
+            "link detached", extra={"link": bridged.name, "topic": bridged.topic, "condition": condition, "reason": description}
+        )
+        bridged.link.condition = Condition(condition, description)
+        bridged.link.close()
+        self.link_closed(bridged.link)
+
+    def link_closed(self, link: Link) -> None:
+        bridged = getattr(link, "bridged", None)
+        if bridged is not None and bridged in self.links:
+            self.links.discard(bridged)
+            self.metrics.links.labels(bridged.role).dec()
+            bridged.on_closed()
+
+    def on_kafka_acks(self) -> None:
+        self.acks_signal.clear()
+        acks = self.producer.acks
+        while acks:
+            ack = acks.popleft()
+            ack.token.on_ack(ack)
+
+    def on_kafka_records(self) -> None:
+        self.records_signal.clear()
+        for bridged in list(self.links):
+            if isinstance(bridged, OutboundLink):
+                bridged.send_available()
+
+    def in_flight(self) -> int:
+        return sum(b.in_flight for b in self.links)
+
+
+class BridgeHandler(MessagingHandler):
+    """Routes proton events to ``BridgeCore``; holds no bridging logic itself.
+
+    ``on_link_attach(core, link)`` decides what a peer-initiated link means (server mode);
+    the forwarder creates its links itself and passes None.
+    """
+
+    def __init__(
+        self, core: BridgeCore, on_link_attach: Callable[[BridgeCore, Link], None] | None, on_start: Callable[[Any], None]
+    ) -> None:
+        super().__init__(prefetch=0, auto_accept=False, auto_settle=True, peer_close_is_error=False)
+        # Incoming transfers are read raw in on_delivery (size check before decoding).
+        self.handlers = [h for h in self.handlers if not isinstance(h, IncomingMessageHandler)]
+        self.core = core
+        self._on_link_attach = on_link_attach
+        self._on_start = on_start
+
+    def on_start(self, event: Any) -> None:
+        event.container.selectable(self.core.injector)
+        self._on_start(event)
+
+    @_contained
+    def on_link_opening(self, event: Any) -> None:
+        if self._on_link_attach is not None:
+            self._on_link_attach(self.core, event.link)
+
+    def on_link_local_open(self, event: Any) -> None:
+        refusal = getattr(event.link, "refusal", None)
+        if refusal is not None:
+            event.link.condition = refusal
+            event.link.close()
+
+    @_contained
+    def on_delivery(self, event: Any) -> None:
+        dlv = event.delivery
+        link = dlv.link
+        if not link.is_receiver:
+            return
+        if dlv.aborted:
+            dlv.settle()
+            return
+        if dlv.readable and not dlv.partial:
+            data = link.recv(dlv.pending)
+            link.advance()
+            bridged = getattr(link, "bridged", None)
+            if isinstance(bridged, InboundLink) and not bridged.closed:
+                bridged.on_transfer(dlv, data)
+            else:
+                settle(dlv, Delivery.RELEASED)
+
+    @_contained
+    def on_sendable(self, event: Any) -> None:
+        bridged = getattr(event.link, "bridged", None)
+        if isinstance(bridged, OutboundLink):
+            bridged.send_available()
+
+    def on_accepted(self, event: Any) -> None:
+        self._outcome(event, "accepted")
+
+    def on_rejected(self, event: Any) -> None:
+        self._outcome(event, "rejected")
+
+    def on_released(self, event: Any) -> None:
+        self._outcome(event, "modified" if event.delivery.remote_state == event.delivery.MODIFIED else "released")
+
+    @_contained
+    def _outcome(self, event: Any, outcome: str) -> None:
+        bridged = getattr(event.link, "bridged", None)
+        if isinstance(bridged, OutboundLink):
+            bridged.on_outcome(event.delivery, outcome)
+
+    def on_link_closing(self, event: Any) -> None:
+        self.core.link_closed(event.link)
+
+    def on_link_closed(self, event: Any) -> None:
+        self.core.link_closed(event.link)
+
+    def on_link_error(self, event: Any) -> None:
+        self.core.link_closed(event.link)
+
+    def on_connection_opened(self, event: Any) -> None:
+        self.core.metrics.connections.inc()
+        forwarder = getattr(event.connection, "forwarder", None)
+        if forwarder is not None:
+            forwarder.on_opened()
+
+    def on_disconnected(self, event: Any) -> None:
+        conn = event.connection
+        if conn is None:
+            return
+        link = conn.link_head(0)
+        while link is not None:
+            self.core.link_closed(link)
+            link = link.next(0)
+
+    def on_connection_closed(self, event: Any) -> None:
+        self.core.metrics.connections.dec()
+        self.on_disconnected(event)
+
+    @_contained
+    def on_kafka_acks(self, event: Any) -> None:
+        self.core.on_kafka_acks()
+
+    @_contained
+    def on_kafka_records(self, event: Any) -> None:
+        self.core.on_kafka_records()
+
+    @_contained
+    def on_topic_checks(self, event: Any) -> None:
+        self.core.on_topic_checks()
+
+    @_contained
+    def on_sasl_done(self, event: Any) -> None:
+        self.core.handler_hooks["sasl_done"]()
+
+
+def _filters_of(terminus: Any) -> dict[Any, Any] | None:
+    data = terminus.filter
+    if data is None:
+        return None
+    data.rewind()
+    if not data.next():
+        return None
+    value = data.get_object()
+    return value if isinstance(value, dict) else None
+
+
+def server_attach(core: BridgeCore, link: Link) -> None:
+    """Server mode: what a peer's link asks for, from its address (and filters for receivers)."""
+    try:
+        if link.is_receiver:
+            address = link.remote_target.address
+            if not address:
+                raise AddressError("amqp:invalid-field", "a target address (the topic) is required")
+            link.target.address = address
+            core.attach_inbound(link, core.settings.topic_for(address))
+        else:
+            source = link.remote_source
+            link.source.copy(source)
+            filters = _filters_of(source)
+            spec = parse_source(source.address, link.remote_properties, filters)
+            core.attach_outbound(link, spec)
+    except AddressError as exc:
+        log.info("link refused", extra={"link": link.name, "condition": exc.condition, "reason": str(exc)})
+        link.refusal = Condition(exc.condition, str(exc))  # closed once proton has opened it (on_link_local_open)

@@ -1,0 +1,84 @@
+"""Forwarder mode: the bridge connects to a broker as a client and moves messages along configured routes.
+
+A ``to-kafka`` route opens a receiver on the broker address and produces to the topic (the
+broker delivery is accepted only after Kafka acknowledged); a ``to-amqp`` route consumes the
+topic in group ``route.group`` and sends to the address (the offset is committed only after
+the broker accepted). ``broker_urls`` are tried in turn, with proton's reconnect back-off.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from proton import Link
+from proton.reactor import Backoff, Container
+
+from bridge.endpoint import BridgeCore
+from bridge.kafka_io import SourceSpec
+from bridge.settings import BridgeSettings
+
+log = logging.getLogger("bridge.forwarder")
+
+
+class Forwarder:
+    """Opens one link per route on one broker connection and re-opens them after a reconnect."""
+
+    def __init__(self, core: BridgeCore, settings: BridgeSettings) -> None:
+        if not settings.routes:
+            raise ValueError("forwarder mode needs routes (routes: [...] in the config or routes_file)")
+        self.core = core
+        self.settings = settings
+        self.connection: Any = None
+        self._links: list[tuple[Link, Any]] = []
+        self._opens = 0
+
+    def start(self, container: Container) -> None:
+        urls = self.settings.broker_urls
+        user = urlsplit(urls[0]).username
+        log.info(
+            "forwarder connecting",
+            extra={"brokers": [_redact(u) for u in urls], "routes": len(self.settings.routes), "user": user},
+        )
+        # The heartbeat makes a silently vanished broker show up within seconds, not at the next write.
+        self.connection = container.connect(
+            urls=urls, reconnect=Backoff(initial=0.2, max_delay=5.0), heartbeat=2.0, allow_insecure_mechs=True
+        )
+        self.connection.forwarder = self
+        self._open_links(container)
+
+    def _open_links(self, container: Container) -> None:
+        for route in self.settings.routes:
+            if route.direction == "to-kafka":
+                link = container.create_receiver(self.connection, route.address, name=f"fwd:{route.address}->{route.topic}")
+            else:
+                link = container.create_sender(self.connection, route.address, name=f"fwd:{route.topic}->{route.address}")
+            self._links.append((link, route))
+            self._bind(link, route)
+
+    def _bind(self, link: Link, route: Any) -> None:
+        if route.direction == "to-kafka":
+            self.core.attach_inbound(link, route.topic)
+        else:
+            self.core.attach_outbound(link, SourceSpec(route.topic, route.group or f"bridge-{route.address}"))
+
+    def on_opened(self) -> None:
+        """Each (re)open of the broker connection. Proton re-attaches the same links after a reconnect;
+        their unsettled deliveries died with the old transport (the broker redelivers, Kafka
+        replays from the committed offset), so each link gets fresh bridging state."""
+        self._opens += 1
+        log.info("forwarder connected", extra={"broker": _redact(str(self.connection.url)), "opens": self._opens})
+        for link, route in self._links:
+            bridged = getattr(link, "bridged", None)
+            if self._opens == 1 and bridged is not None and not bridged.closed:
+                continue  # first connection, links bound in start() and still good
+            self.core.link_closed(link)
+            self._bind(link, route)
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url

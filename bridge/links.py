@@ -1,0 +1,334 @@
+"""Per-link bridging logic, run on the reactor thread: AMQP->Kafka (``InboundLink``) and Kafka->AMQP (``OutboundLink``).
+
+The proton handler only routes events here. Nothing in this module blocks: Kafka work is
+handed to ``bridge.kafka_io`` and its results come back as ``on_ack``/``pump`` calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from confluent_kafka import KafkaError
+from proton import Condition, Delivery, Link, Message
+
+from bridge.converters import ConversionError, KafkaRecord, to_message, to_record
+from bridge.kafka_io import Ack, ConsumerPump, SourceSpec
+from bridge.offsets import OffsetTracker
+
+if TYPE_CHECKING:
+    from bridge.endpoint import BridgeCore
+
+log = logging.getLogger("bridge.links")
+
+# Kafka errors after which sending the same record again cannot help: reject instead of release.
+_PERMANENT = {
+    KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.INVALID_RECORD,
+    KafkaError.RECORD_LIST_TOO_LARGE,
+    KafkaError._INVALID_ARG,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+}
+
+
+def settle(dlv: Delivery, outcome: int, condition: Condition | None = None) -> None:
+    """Give ``dlv`` its final outcome (with an error condition for ``REJECTED``) and settle it."""
+    if condition is not None:
+        dlv.local.condition = condition
+    if outcome == Delivery.MODIFIED:
+        dlv.local.failed = True
+    dlv.update(outcome)
+    dlv.settle()
+
+
+@dataclass(eq=False)
+class _InFlight:
+    """One AMQP delivery waiting for Kafka (``dlv`` is None when the sender pre-settled it)."""
+
+    link: InboundLink
+    dlv: Delivery | None
+    size: int
+    started: float
+
+    def on_ack(self, ack: Ack) -> None:
+        self.link.on_ack(self, ack)
+
+
+class InboundLink:
+    """An AMQP link the bridge receives on, producing to ``topic``.
+
+    Guarantees: a delivery is accepted only after Kafka acknowledged its record (acks=all);
+    a Kafka failure releases it (retriable) or rejects it with the reason (permanent).
+    Credit is given only as deliveries settle, so at most ``link_credit`` are in flight.
+    """
+
+    role = "receiver"
+
+    def __init__(self, core: BridgeCore, link: Link, topic: str) -> None:
+        self.core = core
+        self.link = link
+        self.topic = topic
+        self.name = link.name
+        self.in_flight = 0
+        self.closed = False
+        self.ready = False
+
+    def start(self) -> None:
+        """Topic is known good: open the credit window."""
+        self.ready = True
+        if not self.core.draining:
+            self.link.flow(self.core.settings.link_credit)
+
+    def _reject(self, dlv: Delivery, condition: str, description: str, reason: str) -> None:
+        self.core.metrics.rejected.labels(self.topic, reason).inc()
+        log.info(
+            "delivery rejected", extra={"link": self.name, "topic": self.topic, "condition": condition, "reason": description}
+        )
+        if not dlv.settled:
+            settle(dlv, Delivery.REJECTED, Condition(condition, description))
+        else:
+            dlv.settle()
+        self._replenish(1)
+
+    def on_transfer(self, dlv: Delivery, data: bytes) -> None:
+        settings = self.core.settings
+        if len(data) > settings.max_message_bytes:
+            self._reject(
+                dlv,
+                "amqp:link:message-size-exceeded",
+                f"message of {len(data)} bytes exceeds the limit of {settings.max_message_bytes}",
+                "size",
+            )
+            return
+        msg = Message()
+        try:
+            msg.decode(data)
+            record = to_record(msg, self.topic, settings.converter, settings.key_property)
+        except ConversionError as exc:
+            self._reject(dlv, exc.condition, exc.description, exc.condition.rsplit(":", 1)[-1])
+            return
+        except Exception as exc:  # noqa: BLE001 - proton's decode errors have no common base
+            self._reject(dlv, "amqp:decode-error", f"undecodable message: {exc}", "decode-error")
+            return
+        pending = _InFlight(self, None if dlv.settled else dlv, len(record.value or b""), time.perf_counter())
+        try:
+            self.core.producer.produce(record, pending)
+        except (BufferError, Exception) as exc:  # noqa: BLE001 - local queue full or client refused: never drop silently
+            self.core.metrics.kafka_errors.labels("produce").inc()
+            self.core.metrics.released.labels(self.topic).inc()
+            log.warning("produce refused, delivery released", extra={"link": self.name, "topic": self.topic, "error": str(exc)})
+            if pending.dlv is not None:
+                settle(pending.dlv, Delivery.MODIFIED)
+            else:
+                dlv.settle()
+            self._replenish(1)
+            return
+        self.in_flight += 1
+        self.core.metrics.in_flight.inc()
+        if pending.dlv is None:
+            dlv.settle()  # pre-settled: at-most-once, as the sender asked; credit still waits for the ack
+
+    def on_ack(self, pending: _InFlight, ack: Ack) -> None:
+        self.in_flight -= 1
+        metrics = self.core.metrics
+        metrics.in_flight.dec()
+        if ack.error is None:
+            metrics.messages_in.labels(self.name, self.topic).inc()
+            metrics.bytes_in.labels(self.name, self.topic).inc(pending.size)
+            metrics.latency.observe(time.perf_counter() - pending.started)
+        if self.closed:
+            return  # the peer went away: the unsettled delivery is gone; it resends what it never saw accepted
+        dlv = pending.dlv
+        if dlv is not None:
+            if ack.error is None:
+                dlv.update(Delivery.ACCEPTED)
+                dlv.settle()
+            elif ack.error.code() in _PERMANENT or ack.error.fatal():
+                self._reject(dlv, "amqp:internal-error", f"Kafka refused the record: {ack.error.str()}", "kafka")
+                return
+            else:
+                metrics.released.labels(self.topic).inc()
+                log.warning(
+                    "kafka did not acknowledge in time, delivery released",
+                    extra={"link": self.name, "topic": self.topic, "error": ack.error.str()},
+                )
+                settle(dlv, Delivery.MODIFIED)
+        self._replenish(1)
+
+    def _replenish(self, n: int) -> None:
+        if not self.closed and not self.core.draining and self.ready:
+            self.link.flow(n)
+
+    def on_closed(self, force: bool = False) -> None:
+        self.closed = True
+
+
+@dataclass(eq=False)
+class _Sent:
+    record: KafkaRecord
+    attempts: int = 1
+
+
+@dataclass(eq=False)
+class _DeadLetter:
+    """A record on its way to the dead-letter topic; its offset is done once Kafka has it."""
+
+    link: OutboundLink
+    record: KafkaRecord
+
+    def on_ack(self, ack: Ack) -> None:
+        self.link.on_dead_lettered(self, ack)
+
+
+class OutboundLink:
+    """An AMQP link the bridge sends on, fed by a Kafka consumer.
+
+    Guarantees: an offset is committed only when every record below it was accepted by the
+    peer or written to the dead-letter topic. Released/modified and rejected deliveries
+    follow ``on_released``/``on_rejected``: redeliver, dead-letter (``<topic><suffix>``),
+    or detach the link (nothing past the record is committed). The consumer reads only
+    while the link has credit.
+    """
+
+    role = "sender"
+
+    def __init__(self, core: BridgeCore, link: Link, spec: SourceSpec) -> None:
+        self.core = core
+        self.link = link
+        self.spec = spec
+        self.topic = spec.topic
+        self.name = link.name
+        self.tracker = OffsetTracker()
+        self.backlog: deque[_Sent] = deque()  # records to (re)send, ahead of what the consumer brings
+        self.unsettled: dict[bytes, _Sent] = {}
+        self.closed = False
+        self.ready = False
+        self.dead_letters_pending = 0
+        self.pump = ConsumerPump(
+            core.settings.consumer_config(spec.group), spec, core.records_signal, window=core.settings.link_credit
+        )
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.unsettled)
+
+    def start(self) -> None:
+        self.ready = True
+        self.pump.start()
+        self.send_available()
+
+    def send_available(self) -> None:
+        """Send what the consumer brought while the peer gives credit; then tell the consumer how much more to read."""
+        if self.closed or not self.ready:
+            return
+        if self.pump.error:
+            self.detach("amqp:internal-error", f"Kafka consumer failed: {self.pump.error}")
+            return
+        while self.pump.revoked:
+            for partition in self.pump.revoked.popleft():
+                self.tracker.forget(partition)
+                self.backlog = deque(s for s in self.backlog if s.record.partition != partition)
+        link, records = self.link, self.pump.records
+        draining = self.core.draining
+        while link.credit > 0 and not draining and (self.backlog or records):
+            if self.backlog:
+                sent = self.backlog.popleft()
+            else:
+                rec = records.popleft()
+                sent = _Sent(rec)
+                self.tracker.track(rec.partition, rec.offset)  # type: ignore[arg-type]
+            try:
+                message = to_message(sent.record, self.core.settings.converter)
+            except ConversionError as exc:
+                self.core.metrics.rejected.labels(self.topic, "conversion").inc()
+                self._follow_policy(sent, "dead-letter", exc.description)
+                continue
+            dlv = link.send(message)
+            self.unsettled[dlv.tag] = sent
+        self.pump.demand = max(link.credit - len(self.backlog), 0) if not draining else 0
+        if len(records) < self.pump.window // 2:
+            self.pump.room.set()
+
+    def on_outcome(self, dlv: Delivery, outcome: str) -> None:
+        sent = self.unsettled.pop(dlv.tag, None)
+        if sent is None:
+            return
+        rec = sent.record
+        if outcome == "accepted":
+            self.core.metrics.messages_out.labels(self.name, self.topic).inc()
+            self.core.metrics.bytes_out.labels(self.name, self.topic).inc(len(rec.value or b""))
+            self._done(rec)
+        elif outcome == "rejected":
+            self.core.metrics.peer_rejected.labels(self.topic, outcome).inc()
+            cond = dlv.remote.condition
+            self._follow_policy(
+                sent, self.core.settings.on_rejected, f"{cond.name}: {cond.description}" if cond else "rejected by peer"
+            )
+        else:
+            self.core.metrics.peer_rejected.labels(self.topic, outcome).inc()
+            policy = self.core.settings.on_released
+            if policy == "redeliver" and sent.attempts > self.core.settings.max_redeliveries:
+                policy = self.core.settings.on_rejected if self.core.settings.on_rejected != "redeliver" else "dead-letter"
+            self._follow_policy(sent, policy, f"{outcome} by peer")
+        self.send_available()
+
+    def _follow_policy(self, sent: _Sent, policy: str, reason: str) -> None:
+        if policy == "redeliver":
+            self.core.metrics.redelivered.labels(self.topic).inc()
+            sent.attempts += 1
+            self.backlog.append(sent)
+        elif policy == "dead-letter":
+            rec = sent.record
+            dlq = self.topic + self.core.settings.dead_letter_suffix
+            headers = (
+                *rec.headers,
+                ("x-bridge-error", reason.encode()),
+                ("x-bridge-source", f"{rec.topic}/{rec.partition}/{rec.offset}".encode()),
+            )
+            self.core.producer.produce(
+                KafkaRecord(dlq, rec.value, rec.key, None, None, headers, rec.timestamp_ms), _DeadLetter(self, rec)
+            )
+            self.dead_letters_pending += 1
+        else:
+            self.detach(
+                "amqp:internal-error",
+                f"record {sent.record.topic}/{sent.record.partition}/{sent.record.offset} {reason}; link stopped by policy",
+            )
+
+    def on_dead_lettered(self, dead: _DeadLetter, ack: Ack) -> None:
+        self.dead_letters_pending -= 1
+        if ack.error is not None:
+            self.detach("amqp:internal-error", f"dead-letter write failed: {ack.error.str()}")
+            return
+        self.core.metrics.dead_lettered.labels(self.topic).inc()
+        self._done(dead.record)
+        if self.closed and self.dead_letters_pending == 0:
+            self.pump.close()
+
+    def _done(self, rec: KafkaRecord) -> None:
+        self.tracker.done(rec.partition, rec.offset)  # type: ignore[arg-type]
+        moved = self.tracker.committable()
+        if moved:
+            self.pump.commit(moved)
+
+    def detach(self, condition: str, description: str) -> None:
+        if self.closed:
+            return
+        log.warning(
+            "link detached", extra={"link": self.name, "topic": self.topic, "condition": condition, "reason": description}
+        )
+        self.link.condition = Condition(condition, description)
+        self.link.close()
+        self.core.link_closed(self.link)
+
+    def on_closed(self, force: bool = False) -> None:
+        if self.closed and not force:
+            return
+        self.closed = True
+        if self.dead_letters_pending == 0 or force:  # else the last dead-letter ack closes it, so its offset is committed
+            self.pump.close()  # commits what the tracker handed over, then leaves the group

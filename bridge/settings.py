@@ -1,0 +1,190 @@
+"""The bridge's one typed settings object, from a YAML file, the environment and CLI flags.
+
+Precedence (highest first): CLI flags, environment (``BRIDGE_*``, plus ``KAFKA_BOOTSTRAP``),
+the YAML file given with ``--config``/``BRIDGE_CONFIG``, defaults. Nested values in the
+environment use ``__``: ``BRIDGE_KAFKA_PRODUCER__LINGER_MS=5`` (``_`` in a Kafka key is
+written as ``.``: ``linger.ms``). Secrets are ``SecretStr`` and never appear in logs.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+from bridge.converters import Converter
+
+Policy = Literal["redeliver", "dead-letter", "detach"]
+Mechanism = Literal["ANONYMOUS", "PLAIN"]
+
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("bridge_config_file", default=None)
+
+_SECRET_WORDS = ("password", "secret", "token", "key.pem", "sasl.jaas")
+
+
+class Route(BaseModel, frozen=True):
+    """One forwarder route: AMQP ``address`` -> Kafka ``topic`` (``to-kafka``) or back (``to-amqp``)."""
+
+    address: str
+    topic: str
+    direction: Literal["to-kafka", "to-amqp"] = "to-kafka"
+    group: str | None = Field(default=None, description="consumer group for to-amqp (default: bridge-<address>)")
+
+
+class BridgeSettings(BaseSettings):
+    """Every knob of the bridge. Field docs are the option reference (docs/bridge.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="BRIDGE_", env_nested_delimiter="__", extra="forbid", frozen=True)
+
+    mode: Literal["server", "forwarder"] = "server"
+    amqp_host: str = "127.0.0.1"
+    amqp_port: int = 5673
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092", validation_alias=AliasChoices("kafka_bootstrap", "BRIDGE_KAFKA_BOOTSTRAP", "KAFKA_BOOTSTRAP")
+    )
+    kafka_producer: dict[str, str] = Field(default_factory=dict, description="librdkafka producer settings passed through")
+    kafka_consumer: dict[str, str] = Field(default_factory=dict, description="librdkafka consumer settings passed through")
+
+    converter: Converter = "raw"
+    key_property: str | None = Field(default=None, description="application property used as key without x-opt-bridge.key")
+    max_message_bytes: int = Field(default=1024 * 1024, gt=0)
+    link_credit: int = Field(default=1000, gt=0, description="max unsettled deliveries per link, both directions")
+    delivery_timeout_s: float = Field(default=30.0, gt=0, description="Kafka ack deadline; then the delivery is released")
+    auto_create_topics: bool = True
+    topic_partitions: int = Field(default=1, gt=0, description="partitions of topics the bridge creates")
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    on_released: Policy = "redeliver"
+    on_rejected: Policy = "dead-letter"
+    dead_letter_suffix: str = ".dlq"
+    max_redeliveries: int = Field(default=10, ge=0, description="then a released record follows on_rejected")
+
+    sasl_mechanisms: list[Mechanism] = Field(default_factory=lambda: ["ANONYMOUS"])
+    users: dict[str, SecretStr] = Field(default_factory=dict, description="SASL PLAIN user -> password")
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_key_password: SecretStr | None = None
+    tls_ca_file: Path | None = Field(default=None, description="CA for client certificates (then clients must present one)")
+
+    broker_urls: list[str] = Field(default_factory=lambda: ["amqp://127.0.0.1:5672"], description="forwarder: failover URLs")
+    routes: list[Route] = Field(default_factory=list, description="forwarder routes; in server mode, address -> topic renames")
+    routes_file: Path | None = None
+
+    workers: int = Field(
+        default=1, ge=1, description="server mode: processes sharing the AMQP port (SO_REUSEPORT); HTTP on http_port + i"
+    )
+    drain_timeout_s: float = Field(default=10.0, ge=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("kafka_producer", "kafka_consumer", mode="before")
+    @classmethod
+    def _dotted_keys(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k).replace("_", ".").lower(): str(v) for k, v in value.items()}
+        return value
+
+    @field_validator("sasl_mechanisms", "broker_urls", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BridgeSettings:
+        if "PLAIN" in self.sasl_mechanisms and not self.users:
+            raise ValueError("sasl_mechanisms includes PLAIN but no users are configured (users: {name: password})")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be given together")
+        if self.workers > 1 and (self.mode != "server" or self.tls_cert_file is not None):
+            raise ValueError("workers > 1 is for server mode without TLS (the shared port is opened by the bridge itself)")
+        if self.tls_cert_file is not None and "PLAIN" in self.sasl_mechanisms:
+            raise ValueError(
+                "SASL PLAIN over TLS needs proton built with Cyrus SASL; use PLAIN without TLS or client certificates"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _config_file.get()
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        if path is not None:
+            sources += (YamlConfigSettingsSource(settings_cls, yaml_file=path),)
+        return sources
+
+    @classmethod
+    def load(cls, config_file: str | Path | None = None, **overrides: Any) -> BridgeSettings:
+        """Settings from ``config_file`` (YAML), the environment and ``overrides`` (CLI flags), in rising precedence."""
+        token = _config_file.set(Path(config_file) if config_file else None)
+        try:
+            settings = cls(**{k: v for k, v in overrides.items() if v is not None})
+        finally:
+            _config_file.reset(token)
+        if settings.routes_file is not None:
+            settings = settings.with_routes_file(settings.routes_file)
+        return settings
+
+    def with_routes_file(self, path: Path) -> BridgeSettings:
+        import yaml
+
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        raw = data.get("routes", data) if isinstance(data, dict) else data
+        routes = [Route.model_validate(r) for r in raw]
+        return self.model_copy(update={"routes": [*self.routes, *routes]})
+
+    def topic_for(self, address: str) -> str:
+        """The Kafka topic an AMQP address maps to (a to-kafka route, else the same name)."""
+        for route in self.routes:
+            if route.address == address and route.direction == "to-kafka":
+                return route.topic
+        return address
+
+    def producer_config(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.kafka_bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 2,
+            "message.timeout.ms": int(self.delivery_timeout_s * 1000),
+            "message.max.bytes": max(self.max_message_bytes + 64 * 1024, 1_000_000),
+        }
+        conf.update(self.kafka_producer)
+        return conf
+
+    def consumer_config(self, group: str) -> dict[str, Any]:
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.kafka_bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": self.auto_offset_reset,
+            "allow.auto.create.topics": self.auto_create_topics,
+        }
+        conf.update(self.kafka_consumer)
+        return conf
+
+    def admin_config(self) -> dict[str, Any]:
+        passthrough = {k: v for k, v in self.kafka_producer.items() if k.startswith(("security.", "sasl.", "ssl."))}
+        return {"bootstrap.servers": self.kafka_bootstrap, **passthrough}
+
+    def __repr__(self) -> str:
+        return f"BridgeSettings({self.redacted()!r})"
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict safe to log: secrets and secret-looking Kafka keys masked."""
+        data = self.model_dump(mode="json")
+        data["users"] = {name: "***" for name in self.users}
+        for section in ("kafka_producer", "kafka_consumer"):
+            data[section] = {k: ("***" if any(w in k for w in _SECRET_WORDS) else v) for k, v in data[section].items()}
+        return data

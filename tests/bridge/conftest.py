@@ -1,0 +1,106 @@
+"""Fixtures for the bridge tests: an in-process bridge on free ports, and small Kafka helpers."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from bridge import Bridge, BridgeSettings
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def start_bridge(kafka_bootstrap: str) -> Iterator[Callable[..., Bridge]]:
+    """``start_bridge(**settings)`` -> a started in-process bridge on free ports (``.url``), stopped after the test."""
+    running: list[Bridge] = []
+
+    def start(**overrides: Any) -> Bridge:
+        values: dict[str, Any] = {
+            "amqp_port": free_port(),
+            "http_port": free_port(),
+            "kafka_bootstrap": kafka_bootstrap,
+            "drain_timeout_s": 5.0,
+        }
+        values.update(overrides)
+        bridge = Bridge(BridgeSettings.load(**values)).start()
+        bridge.url = f"amqp://127.0.0.1:{bridge.settings.amqp_port}"  # type: ignore[attr-defined]
+        running.append(bridge)
+        return bridge
+
+    yield start
+    for bridge in running:
+        bridge.stop(timeout=15)
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # wait until the metadata shows every partition
+        meta = admin.list_topics(topic=topic, timeout=10).topics.get(topic)
+        if meta is not None and meta.error is None and len(meta.partitions) == partitions:
+            return
+    raise TimeoutError(f"topic {topic} did not appear")
+
+
+def produce(bootstrap: str, topic: str, records: list[dict[str, Any]]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for rec in records:
+        producer.produce(topic, **rec)
+    assert producer.flush(30) == 0
+
+
+def consume(
+    bootstrap: str, topic: str, count: int, timeout: float = 30.0, partitions: int | None = None,
+    until: Callable[[list[Any]], bool] | None = None,
+) -> list[Any]:  # fmt: skip
+    """Read ``count`` records of ``topic`` from the beginning (all partitions), or until ``until(records)``, or the deadline."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"check-{topic}-{time.monotonic_ns()}", "enable.auto.commit": False}
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while partitions is None:  # the topic may not exist yet (e.g. a dead-letter topic being created)
+            meta = consumer.list_topics(topic, timeout=10).topics[topic]
+            if meta.partitions or time.monotonic() > deadline:
+                partitions = len(meta.partitions)
+            else:
+                time.sleep(0.1)  # polling the topic's metadata, the signal itself
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        out: list[Any] = []
+        while len(out) < count and time.monotonic() < deadline and not (until is not None and until(out)):
+            for msg in consumer.consume(min(count - len(out), 1000), 0.5):
+                if msg.error() is None:
+                    out.append(msg)
+        return out
+    finally:
+        consumer.close()
+
+
+def committed(bootstrap: str, topic: str, group: str, partition: int = 0) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        return consumer.committed([TopicPartition(topic, partition)], timeout=10)[0].offset
+    finally:
+        consumer.close()
+
+
+def wait_committed(bootstrap: str, topic: str, group: str, expected: int, partition: int = 0, timeout: float = 15.0) -> int:
+    """Poll the group's committed offset until it reaches ``expected`` or the deadline; returns the last value."""
+    deadline = time.monotonic() + timeout
+    value = committed(bootstrap, topic, group, partition)
+    while value != expected and time.monotonic() < deadline:
+        time.sleep(0.1)  # polling the broker's committed offset (the signal itself), not a fixed wait
+        value = committed(bootstrap, topic, group, partition)
+    return value

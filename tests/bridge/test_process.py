@@ -1,0 +1,181 @@
+"""``python -m bridge`` as a real process: SIGKILL mid-stream loses nothing accepted; SIGTERM drains and exits 0."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from proton import Message
+
+from tests.bridge.clients import send
+from tests.bridge.conftest import consume, free_port
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class BridgeProcess:
+    def __init__(self, kafka_bootstrap: str, log: Path) -> None:
+        self.amqp_port, self.http_port = free_port(), free_port()
+        self.kafka_bootstrap = kafka_bootstrap
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://127.0.0.1:{self.amqp_port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "bridge",
+            "--amqp-port",
+            str(self.amqp_port),
+            "--http-port",
+            str(self.http_port),
+            "--kafka-bootstrap",
+            self.kafka_bootstrap,
+        ]
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=out)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/readyz", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)  # readiness probe retry: the signal is the HTTP answer itself
+        raise TimeoutError("bridge process not ready:\n" + self.log.read_text()[-3000:])
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def bridge_process(kafka_bootstrap, tmp_path):
+    procs: list[BridgeProcess] = []
+
+    def make() -> BridgeProcess:
+        proc = BridgeProcess(kafka_bootstrap, tmp_path / "bridge.log")
+        procs.append(proc)
+        return proc
+
+    yield make
+    for proc in procs:
+        proc.stop()
+
+
+def test_sigkill_mid_stream_loses_no_accepted_message(bridge_process, kafka_bootstrap, unique_name):
+    total, kill_at = 20_000, 7_000
+    topic = unique_name("kill")
+    bridge = bridge_process()
+    bridge.start()
+    messages = [Message(body=f"{i}".encode(), inferred=True) for i in range(total)]
+
+    def kill_midway(settled: int) -> None:
+        if settled == kill_at:
+            bridge.signal(signal.SIGKILL)
+
+    first = send(bridge.url, topic, messages, timeout=120, on_settled=kill_midway)
+    accepted = {i for i, outcome in enumerate(first.outcomes) if outcome == "accepted"}
+    assert kill_at <= len(accepted) < total, "the bridge died before the sender finished"
+    assert bridge.wait(10) == -signal.SIGKILL
+
+    bridge.start()  # same ports; the sender resends what it never saw accepted
+    missing = [i for i in range(total) if i not in accepted]
+    second = send(bridge.url, topic, [messages[i] for i in missing], timeout=120)
+    assert second.outcomes == ["accepted"] * len(missing)
+
+    records = consume(kafka_bootstrap, topic, 2 * total, timeout=30, until=lambda got: len({r.value() for r in got}) >= total)
+    in_kafka = {int(r.value()) for r in records}
+    assert accepted <= in_kafka, f"{len(accepted - in_kafka)} accepted messages are not in Kafka"
+    assert in_kafka == set(range(total))
+
+
+def test_sigterm_drains_in_flight_and_exits_cleanly(bridge_process, kafka_bootstrap, unique_name):
+    topic = unique_name("term")
+    bridge = bridge_process()
+    bridge.start()
+    messages = [Message(body=f"{i}".encode(), inferred=True) for i in range(5_000)]
+
+    def term_midway(settled: int) -> None:
+        if settled == 1_000:
+            bridge.signal(signal.SIGTERM)
+
+    result = send(bridge.url, topic, messages, timeout=60, on_settled=term_midway)
+    assert bridge.wait(30) == 0
+    accepted = {i for i, outcome in enumerate(result.outcomes) if outcome == "accepted"}
+    assert len(accepted) >= 1_000
+    assert all(outcome in ("accepted", "") for outcome in result.outcomes), "drain must not release or reject"
+    in_kafka = {int(r.value()) for r in consume(kafka_bootstrap, topic, len(accepted), timeout=20)}
+    assert accepted <= in_kafka
+
+
+def test_workers_share_the_port(kafka_bootstrap, unique_name, tmp_path):
+    amqp_port, http_port = free_port(), free_port()
+    while http_port + 1 == amqp_port:
+        http_port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "bridge",
+        "--workers",
+        "2",
+        "--amqp-port",
+        str(amqp_port),
+        "--http-port",
+        str(http_port),
+        "--kafka-bootstrap",
+        kafka_bootstrap,
+    ]
+    log = tmp_path / "workers.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=out, stderr=out)
+    try:
+        for port in (http_port, http_port + 1):
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+                        break
+                except OSError:
+                    assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-3000:]
+                    time.sleep(0.05)  # readiness probe retry
+        topic = unique_name("workers")
+        for conn in range(16):  # the kernel spreads connections over the workers by their 4-tuple
+            assert send(f"amqp://127.0.0.1:{amqp_port}", topic, [Message(body=f"{conn}".encode(), inferred=True)]).outcomes == [
+                "accepted"
+            ]
+        served = []
+        for port in (http_port, http_port + 1):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                served.append(f'topic="{topic}"' in resp.read().decode())
+        assert served == [True, True]
+        assert len(consume(kafka_bootstrap, topic, 16)) == 16
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
