@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup up down status demo test test-unit bench lint clean-run
+.PHONY: setup up down status demo test test-unit bench lint dist cluster-up cluster-down
 
 # The venv is rebuilt only when requirements.txt changes; the JVM parts are fetched only
 # when their cache stamps are missing, so a warm `make setup` touches no registry.
@@ -44,3 +44,12 @@ bench: setup
 
 lint: setup
 	$(PY) -m ruff check .
+
+dist: setup
+	$(PY) -m deploy.package
+
+cluster-up: setup
+	$(PY) -m deploy.standalone start
+
+cluster-down:
+	@if [ -x $(PY) ]; then $(PY) -m deploy.standalone stop; fi

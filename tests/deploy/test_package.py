@@ -1,0 +1,53 @@
+"""The ``--py-files`` archive: what it holds, that it is reproducible, and that its code imports from the zip alone."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from deploy import package
+
+pytestmark = pytest.mark.unit
+
+
+def test_the_archive_holds_the_connectors_and_jobs_and_nothing_else(tmp_path: Path) -> None:
+    out = package.build(tmp_path / "a.zip")
+    names = zipfile.ZipFile(out).namelist()
+    assert "connectors/amqp/__init__.py" in names and "jobs/windowed_max.py" in names and "jobs/__init__.py" in names
+    assert {n.split("/")[0] for n in names} == set(package.PACKAGES)
+    assert not [n for n in names if "__pycache__" in n or not n.endswith(".py")]
+
+
+def test_two_builds_are_byte_identical(tmp_path: Path) -> None:
+    assert package.sha256(package.build(tmp_path / "a.zip")) == package.sha256(package.build(tmp_path / "b.zip"))
+
+
+def test_the_archived_code_imports_nothing_else_of_this_repository() -> None:
+    assert package.missing_local_imports() == set()
+
+
+def test_a_missing_package_is_reported(tmp_path: Path) -> None:
+    for name, body in (("jobs", "import helpers\n"), ("helpers", "")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(body)
+    assert package.missing_local_imports(tmp_path, ("jobs",)) == {"helpers"}
+    with pytest.raises(SystemExit, match="helpers"):
+        package.build(tmp_path / "out.zip", root=tmp_path, packages=("jobs",))
+
+
+def test_the_job_and_the_data_source_import_from_the_zip_alone(tmp_path: Path) -> None:
+    """An isolated interpreter (no PYTHONPATH, no cwd on sys.path) in a folder without the repository."""
+    out = package.build(tmp_path / "amqp_spark_kafka.zip")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "import connectors.amqp, jobs.windowed_max;"
+        "assert connectors.amqp.__file__.startswith(sys.argv[1]), connectors.amqp.__file__;"
+        "print(connectors.amqp.AmqpDataSource.name())"
+    )
+    done = subprocess.run([sys.executable, "-I", "-c", code, str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "amqp"
