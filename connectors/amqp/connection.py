@@ -35,6 +35,9 @@ def connect_kwargs(options: ConnectionOptions, reconnect: bool) -> dict[str, Any
         "reconnect": Backoff(initial=0.1, factor=2, max_delay=10) if reconnect else False,
         "ssl_domain": ssl_domain(options),
         "sasl_enabled": True,
+        # Idle timeout: a peer that sends nothing (a broker half started, a dead network
+        # path) closes the connection after this long, and reconnection takes over.
+        "heartbeat": options.connect_timeout_s,
         "allow_insecure_mechs": True,
     }
     user = options.user or first.user

@@ -388,6 +388,14 @@ class IngestProcess:
                     f"{self.status.error or 'no answer'}. Check the url, credentials (user/password) and TLS options."
                 )
 
+    def restarted(self, timeout: float) -> IngestProcess:
+        """A new process for the same partition (after this one died), started and attached."""
+        fresh = IngestProcess(self.spec)
+        fresh.status.planned.value = self.status.planned.value
+        fresh.start()
+        fresh.wait_attached(timeout)
+        return fresh
+
     @property
     def durable(self) -> int:
         return self.status.durable.value

@@ -85,7 +85,7 @@ _CONNECTION_KEYS = {
     "sslKeyFile": "PEM private key of the client certificate",
     "sslKeyPassword": "password of sslKeyFile",
     "sslVerifyHostname": "true|false: check the broker's certificate name (default true)",
-    "connectTimeout": "seconds to wait for a connection (default 10)",
+    "connectTimeout": "seconds to wait for a connection, and the idle timeout of an open one (default 10)",
 }
 
 SOURCE_KEYS = {

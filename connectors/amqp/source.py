@@ -16,6 +16,7 @@ Offsets are ``{"<address>#<receiver>": <next offset>}``, one entry per log parti
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMa
 
 from connectors.amqp.options import SourceOptions
 from connectors.amqp.wal import CorruptLogError, first_offset, read_range, trim
+
+log = logging.getLogger("connectors.amqp.source")
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,13 @@ class AmqpStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return self._ingest
 
     def _durable(self) -> dict[str, int]:
-        return {key: proc.durable for key, proc in self._started().items()}
+        procs = self._started()
+        for key, proc in list(procs.items()):
+            if not proc.process.is_alive():
+                # Its log is intact; a fresh process recovers it and the broker redelivers the rest.
+                log.warning("amqp source: the receiver for %s exited (code %s); starting a new one", key, proc.process.exitcode)
+                procs[key] = proc.restarted(self.options.start_timeout_s)
+        return {key: proc.durable for key, proc in procs.items()}
 
     def initialOffset(self) -> dict[str, int]:
         self._started()

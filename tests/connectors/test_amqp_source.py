@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -79,7 +80,9 @@ def test_restart_from_checkpoint_neither_loses_nor_repeats(spark, amqp_url: str,
     out = tmp_path / "out.json"
 
     def publish(batch, batch_id: int) -> None:  # complete mode: each batch carries the whole aggregate
-        out.write_text(json.dumps({r.device: r["count"] for r in batch.collect()}))
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps({r.device: r["count"] for r in batch.collect()}))
+        os.replace(tmp, out)  # atomic: the test reads it concurrently
 
     def start():
         return (

@@ -9,6 +9,8 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class TestPki:
+    __test__ = False  # not a test class, despite the name
+
     ca_cert: Path
     server_cert: Path
     server_key: Path
