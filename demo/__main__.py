@@ -1,51 +1,97 @@
-"""``python -m demo``: start the real services and show them working.
+"""``python -m demo``: devices -> Artemis -> Spark 5 s windowed max -> AMQP and Kafka ``max``, printed live.
 
-Until the whole story (simulator -> Spark job -> ``max``) is wired in, this is a smoke of
-the foundation: Artemis and Kafka start, messages go through both, and they stop again.
+Starts Artemis and Kafka (unless ``--amqp-url``/``--kafka-bootstrap`` name running ones,
+or they already run), the bridge forwarding ``temperature`` to Kafka, the Spark job, the
+result receiver and the simulator. Stops on Ctrl-C/SIGTERM or after ``--duration`` seconds
+of publishing, waits (bounded) for the last windows, stops everything and prints a
+summary. State, logs and the simulator's accepted log go to ``--state-dir`` (``.run/demo``).
+Exit status 0 when every window the watermark closed reached both sinks.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
-import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
 
-from confluent_kafka import Consumer, Producer
-from proton import Message
-from proton.utils import BlockingConnection
+from demo.run import Demo
+from demo.settings import DemoSettings
+from demo.topology import TopologyError
 
-from services import LocalServices, ServiceSettings
+_DEFAULTS = DemoSettings()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
-    parser.add_argument("--duration", type=float, default=0, help="keep the services up this many seconds before stopping")
-    args = parser.parse_args(argv)
-    with LocalServices(ServiceSettings.from_env()) as svc:
-        print(f"artemis ready at {svc.amqp_url}; kafka ready at {svc.kafka_bootstrap}")
-        conn = BlockingConnection(svc.amqp_url, timeout=10)
-        sender = conn.create_sender("demo-smoke")
-        for i in range(10):
-            sender.send(Message(body=f"hello {i}"))
-        receiver = conn.create_receiver("demo-smoke", credit=10)
-        bodies = [receiver.receive(timeout=10).body for _ in range(10)]
-        receiver.accept()
-        conn.close()
-        print(f"AMQP round trip: {len(bodies)} messages")
-        producer = Producer({"bootstrap.servers": svc.kafka_bootstrap})
-        for i in range(10):
-            producer.produce("demo-smoke", value=f"hello {i}".encode())
-        producer.flush(10)
-        consumer = Consumer({"bootstrap.servers": svc.kafka_bootstrap, "group.id": "demo-smoke", "auto.offset.reset": "earliest"})
-        consumer.subscribe(["demo-smoke"])
-        got = consumer.consume(10, timeout=10)
-        consumer.close()
-        print(f"Kafka round trip: {len(got)} records")
-        if args.duration:
-            time.sleep(args.duration)
-    print("services stopped")
-    return 0
+def parse_args(argv: Sequence[str] | None) -> DemoSettings:
+    p = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n")[0])
+    p.add_argument("--duration", type=float, default=None, help="seconds of publishing, then stop (default: until Ctrl-C)")
+    p.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="simulator seed")
+    p.add_argument("--devices", type=int, default=_DEFAULTS.devices)
+    p.add_argument("--rate", type=float, default=_DEFAULTS.rate, help="readings per second, all devices together")
+    p.add_argument(
+        "--spike-fraction", type=float, default=_DEFAULTS.spike_fraction, help="fraction of readings with a +15 degree spike"
+    )
+    p.add_argument("--amqp-url", default=None, help="use this running broker (with --kafka-bootstrap) instead of starting one")
+    p.add_argument("--kafka-bootstrap", default=None, help="use this running Kafka (with --amqp-url)")
+    p.add_argument("--temperature-address", default=_DEFAULTS.temperature_address)
+    p.add_argument("--max-address", default=_DEFAULTS.max_address)
+    p.add_argument("--temperature-topic", default=_DEFAULTS.temperature_topic)
+    p.add_argument("--max-topic", default=_DEFAULTS.max_topic)
+    p.add_argument("--watermark", type=int, default=_DEFAULTS.watermark_s, help="watermark delay, seconds")
+    p.add_argument(
+        "--drain-timeout", type=float, default=_DEFAULTS.drain_timeout, help="max seconds to wait for the last windows"
+    )
+    p.add_argument(
+        "--bridge-http-port",
+        type=int,
+        default=_DEFAULTS.bridge_http_port,
+        help="bridge metrics/health port (env BRIDGE_HTTP_PORT)",
+    )
+    p.add_argument("--state-dir", type=Path, default=_DEFAULTS.state_dir, help="checkpoints, logs, accepted log")
+    a = p.parse_args(argv)
+    if (a.amqp_url is None) != (a.kafka_bootstrap is None):
+        p.error("--amqp-url and --kafka-bootstrap go together")
+    if a.duration is not None and a.duration <= 0:
+        p.error("--duration must be > 0")
+    return DemoSettings(
+        amqp_url=a.amqp_url,
+        kafka_bootstrap=a.kafka_bootstrap,
+        temperature_address=a.temperature_address,
+        max_address=a.max_address,
+        temperature_topic=a.temperature_topic,
+        max_topic=a.max_topic,
+        devices=a.devices,
+        rate=a.rate,
+        seed=a.seed,
+        spike_fraction=a.spike_fraction,
+        duration=a.duration,
+        watermark_s=a.watermark,
+        drain_timeout=a.drain_timeout,
+        bridge_http_port=a.bridge_http_port,
+        state_dir=a.state_dir.resolve(),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_args(argv)
+    demo = Demo(settings)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        demo.say("\nstopping (again to skip waiting for the last windows) ..." if signum == signal.SIGINT else "\nstopping ...")
+        demo.request_stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    try:
+        return demo.run()
+    except (TopologyError, FileNotFoundError) as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     sys.exit(main())

@@ -68,7 +68,7 @@ def _mvn(settings: ServiceSettings, *args: str) -> None:
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in proc.stdout.splitlines():
         # Visible progress without Maven's banner noise.
-        if line.startswith(("Downloaded from", "[ERROR]")) or "BUILD" in line:
+        if "Downloaded from" in line or line.startswith("[ERROR]") or "BUILD" in line:
             print("  " + line, file=sys.stderr, flush=True)
     if proc.returncode != 0:
         raise FetchError(
