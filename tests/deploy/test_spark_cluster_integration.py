@@ -27,6 +27,7 @@ from simulators.messages import message_to_json
 from tests import amqp_clients
 from tests.conftest import wait_for
 from tests.jobs.oracle import expected_windows
+from tests.kafka_clients import consume as _consume_records
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(360)]
 
@@ -48,28 +49,6 @@ def publish(amqp_url: str, address: str, accepted_log: Path) -> list:
     return read_accepted_log(accepted_log)
 
 
-def consume_kafka(bootstrap: str, topic: str, count: int, timeout: float) -> list[tuple[bytes, bytes]]:
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"check-{topic}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    records: list[tuple[bytes, bytes]] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(records) < count and time.monotonic() < deadline:
-            msg = consumer.poll(1.0)
-            if msg is not None and not msg.error():
-                records.append((msg.key(), msg.value()))
-    finally:
-        consumer.close()
-    return records
 
 
 def stop_submit(proc: subprocess.Popen, timeout: float = 60.0) -> int:
@@ -131,7 +110,7 @@ def test_windowed_max_on_a_standalone_cluster(
             while len(messages) < len(expected) and proc.poll() is None and time.monotonic() < deadline:
                 messages += amqp_clients.receive(amqp_url, sink, len(expected) - len(messages), timeout=5)
             assert len(messages) == len(expected), f"got {len(messages)} of {len(expected)} windows on AMQP:\n{submit_log()}"
-            records = consume_kafka(kafka_bootstrap, topic, len(expected), timeout=60)
+            records = _consume_records(kafka_bootstrap, topic, len(expected), timeout=60)
         finally:
             code = stop_submit(proc)
         assert code in (0, 130, -signal.SIGINT), f"spark-submit ended with {code}:\n{submit_log()}"

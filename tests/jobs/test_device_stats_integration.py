@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer
 from pyspark.sql import SparkSession
 
 from jobs import device_stats_job as job
 from simulators import temperature as temperature_cli
 from simulators.feed import read_accepted_log
 from tests.jobs.oracle import iso
+from tests.kafka_clients import consume as consume_records
 
 pytestmark = pytest.mark.integration
 
@@ -23,25 +22,7 @@ START_MS = 1_764_369_960_000  # aligned to minutes
 
 
 def consume(bootstrap: str, topic: str, count: int, timeout: float) -> list[dict]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"check-{topic}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    out: list[dict] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < count and time.monotonic() < deadline:
-            msg = consumer.poll(1.0)
-            if msg is not None and not msg.error():
-                out.append(json.loads(msg.value()))
-    finally:
-        consumer.close()
-    return out
+    return [json.loads(value) for _, value in consume_records(bootstrap, topic, count, timeout)]
 
 
 def test_device_stats_job_from_kafka(

@@ -8,12 +8,10 @@ no window missing among those the watermark has closed.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer
 from pyspark.sql import SparkSession
 
 from jobs import windowed_max as job
@@ -22,6 +20,7 @@ from simulators.feed import read_accepted_log
 from simulators.messages import message_to_json
 from tests import amqp_clients
 from tests.jobs.oracle import expected_windows
+from tests.kafka_clients import consume as _consume_records
 
 pytestmark = pytest.mark.integration
 
@@ -29,26 +28,6 @@ START_MS = 1_764_370_000_000  # aligned to 5 s windows
 WATERMARK_MS = 10_000
 
 
-def consume(bootstrap: str, topic: str, count: int, timeout: float) -> list[tuple[bytes, bytes]]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"check-{topic}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    records: list[tuple[bytes, bytes]] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(records) < count and time.monotonic() < deadline:
-            msg = consumer.poll(1.0)
-            if msg is not None and not msg.error():
-                records.append((msg.key(), msg.value()))
-    finally:
-        consumer.close()
-    return records
 
 
 def test_windowed_max_job_matches_the_accepted_readings(
@@ -116,7 +95,7 @@ def test_windowed_max_job_matches_the_accepted_readings(
     query = job.start_single_query(spark, args)
     try:
         messages = amqp_clients.receive(amqp_url, sink, len(expected), timeout=180)
-        records = consume(kafka_bootstrap, topic, len(expected), timeout=60)
+        records = _consume_records(kafka_bootstrap, topic, len(expected), timeout=60)
         assert query.exception() is None
     finally:
         query.stop()
