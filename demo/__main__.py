@@ -18,9 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from confluent_kafka import KafkaException
+
 from demo.run import Demo
 from demo.settings import DemoSettings
 from demo.topology import TopologyError
+from services.fetch import FetchError
+from services.process import ServiceError
 
 _DEFAULTS = DemoSettings()
 
@@ -87,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(sig, on_signal)
     try:
         return demo.run()
-    except (TopologyError, FileNotFoundError) as exc:
+    except (TopologyError, FileNotFoundError, KafkaException, ServiceError, FetchError) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
 

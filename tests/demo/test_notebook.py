@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,8 +28,11 @@ def test_explore_results_notebook_checks_pass(
     monkeypatch.setenv("MAX_TOPIC", demo_run.max_topic)
     monkeypatch.setenv("DEMO_STATE_DIR", str(demo_run.state_dir))
     monkeypatch.setenv("PLOT_PATH", str(plot))
+    # Kernel "python3" from this venv first (ipykernel installs its spec there; jupyter_client
+    # runs its "python" with this interpreter), ahead of any user-level spec of that name.
+    paths = [str(Path(sys.prefix) / "share" / "jupyter"), os.environ.get("JUPYTER_PATH", "")]
+    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join(p for p in paths if p))
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    # kernel "python3": ipykernel's own spec, which jupyter_client runs with this interpreter (the venv's).
     client = nbclient.NotebookClient(
         nb, kernel_name="python3", timeout=180, resources={"metadata": {"path": str(NOTEBOOK.parent)}}
     )

@@ -1,0 +1,61 @@
+"""The demo's one settings object: names, sizes, ports and where its state goes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Everything a demo run needs to know.
+
+    ``amqp_url``/``kafka_bootstrap`` set: use those running services; both None: start
+    the local services (:class:`services.LocalServices`) and stop them at the end, unless
+    they were already running. The broker address ``temperature_address`` is made a
+    MULTICAST address with one durable queue for the Spark job and one for the bridge, so
+    each gets every reading (an anycast queue would split them between the two).
+    """
+
+    amqp_url: str | None = None
+    kafka_bootstrap: str | None = None
+    temperature_address: str = "temperature"
+    max_address: str = "max"
+    temperature_topic: str = "temperature"
+    max_topic: str = "max"
+    devices: int = 20
+    rate: float = 100.0
+    seed: int = 7
+    spike_fraction: float = 0.002
+    duration: float | None = None
+    window_s: int = 5
+    watermark_s: int = 10
+    drain_timeout: float = 60.0
+    bridge_http_port: int = int(os.environ.get("BRIDGE_HTTP_PORT", "8080"))
+    state_dir: Path = REPO_ROOT / ".run" / "demo"
+
+    @property
+    def spark_queue(self) -> str:
+        """Fully qualified queue name (``address::queue``) the Spark job reads."""
+        return f"{self.temperature_address}::{self.temperature_address}.spark"
+
+    @property
+    def bridge_queue(self) -> str:
+        """Fully qualified queue name the bridge forwards to Kafka."""
+        return f"{self.temperature_address}::{self.temperature_address}.bridge"
+
+    @property
+    def accepted_log(self) -> Path:
+        """Every reading the broker accepted, one JSON body per line (written by the simulator)."""
+        return self.state_dir / "accepted.jsonl"
+
+    @property
+    def amqp_results(self) -> Path:
+        """Every result the receiver got from AMQP ``max_address``, one JSON body per line."""
+        return self.state_dir / "results-amqp.jsonl"
+
+    def log_file(self, name: str) -> Path:
+        return self.state_dir / "logs" / f"{name}.log"
