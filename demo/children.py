@@ -77,7 +77,7 @@ class Child:
         """Signal the child's process group (or, with ``only``, just its descendant whose command line
         contains ``only``), wait ``timeout``; then SIGKILL the group. Returns the exit status.
 
-        ``only`` is for spark-submit: a Ctrl-C to the Python driver alone ends the queries
+        ``only`` is for spark-submit: a signal to the Python driver alone ends the queries
         cleanly, while one to the whole group also interrupts the JVM and the source's workers.
         """
         if self.running():

@@ -301,7 +301,7 @@ class Demo:
         how = {
             "simulator": (signal.SIGINT, 40.0),
             "receiver": (signal.SIGINT, 10.0),
-            "job": (signal.SIGINT, 30.0),
+            "job": (signal.SIGTERM, 30.0),
             "bridge": (signal.SIGTERM, 25.0),
         }
         order = ["simulator", "receiver", "job", "bridge"]

@@ -42,14 +42,29 @@ def build_session(app_name: str, shuffle_partitions: int = 2, packages: str | No
 
 
 def run_queries(spark: SparkSession, queries: list, timeout: float | None) -> int:
-    """Wait until a query ends, Ctrl-C, or ``timeout`` seconds; stop them all; 1 if any failed."""
+    """Wait until a query ends, SIGTERM/Ctrl-C, or ``timeout`` seconds; stop them all; 1 if any failed.
+
+    The signals only set a flag, so the queries are stopped from this (the main) thread
+    rather than from inside a py4j call that the signal interrupted.
+    """
+    import signal
+    import threading
+    import time
+
     from pyspark.errors import StreamingQueryException
 
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        spark.streams.awaitAnyTermination(timeout)
-    except (KeyboardInterrupt, StreamingQueryException):
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            if spark.streams.awaitAnyTermination(1.0):
+                break
+    except StreamingQueryException:
         pass
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         for q in queries:
             q.stop()
     failed = [q for q in queries if q.exception() is not None]

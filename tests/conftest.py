@@ -82,8 +82,11 @@ def spark_kafka_jars() -> tuple[Path, ...]:
 
 
 @pytest.fixture(scope="session")
-def spark(spark_kafka_jars: tuple[Path, ...]) -> Iterator[object]:
-    """One local SparkSession for the run, with Spark's Kafka connector on its classpath."""
+def spark(spark_kafka_jars: tuple[Path, ...], local_services: object | None) -> Iterator[object]:
+    """One local SparkSession for the run, with Spark's Kafka connector on its classpath.
+
+    It depends on ``local_services`` so that it stops before the brokers do.
+    """
     from pyspark.sql import SparkSession
 
     session = (
