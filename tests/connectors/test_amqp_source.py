@@ -163,3 +163,39 @@ def test_unknown_option_fails_at_load(spark, amqp_url: str, tmp_path: Path) -> N
         _stream(spark, amqp_url, "x", tmp_path / "log", maxOffsetsPerTrigger="5")
     with pytest.raises(Exception, match="option 'logDir' is required"):
         spark.readStream.format("amqp").option("url", amqp_url).option("address", "x").load()
+
+
+def _pids_holding_files_under(folder: Path) -> set[int]:
+    """Receiver processes (multiprocessing children) with a file of ``folder`` open."""
+    pids = set()
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if b"spawn_main" not in (fd_dir.parent / "cmdline").read_bytes():
+                continue
+            for fd in fd_dir.iterdir():
+                if str(folder) in os.readlink(fd):
+                    pids.add(int(fd_dir.parent.name))
+                    break
+        except OSError:
+            continue
+    return pids
+
+
+def test_a_killed_receiver_process_is_replaced_and_nothing_is_lost(spark, amqp_url: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
+    import signal
+
+    address = unique_name("respawn")
+    table = address.replace("-", "_")
+    amqp_clients.send(amqp_url, address, _readings(500))
+    query = _memory_query(_stream(spark, amqp_url, address, tmp_path / "log"), table, tmp_path / "ckpt")
+    try:
+        wait_for(lambda: _count(spark, table) >= 500, 90, "the first 500")
+        (receiver,) = wait_for(lambda: _pids_holding_files_under(tmp_path / "log"), 10, "the receiver process (it holds the log open)")
+        os.kill(receiver, signal.SIGKILL)
+        amqp_clients.send(amqp_url, address, _readings(500, start=500))
+        wait_for(lambda: _count(spark, table) >= 1000, 90, "the next 500 through a new receiver process")
+        ids = [r.message_id for r in spark.sql(f"SELECT message_id FROM {table}").collect()]
+        assert receiver not in _pids_holding_files_under(tmp_path / "log")
+    finally:
+        query.stop()
+    assert sorted(ids) == sorted(f"m-{i}" for i in range(1000))
