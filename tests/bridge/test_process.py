@@ -132,10 +132,24 @@ def test_sigterm_drains_in_flight_and_exits_cleanly(bridge_process, kafka_bootst
     assert accepted <= in_kafka
 
 
+def _free_port_pair() -> int:
+    """A port P such that P and P + 1 are both free (worker N serves HTTP on P + N)."""
+    import socket
+
+    while True:
+        first = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", first + 1))
+            except OSError:
+                continue
+        return first
+
+
 def test_workers_share_the_port(kafka_bootstrap, unique_name, tmp_path):
-    amqp_port, http_port = free_port(), free_port()
-    while http_port + 1 == amqp_port:
-        http_port = free_port()
+    amqp_port, http_port = free_port(), _free_port_pair()
+    while amqp_port in (http_port, http_port + 1):
+        http_port = _free_port_pair()
     cmd = [
         sys.executable,
         "-m",
