@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -165,7 +166,9 @@ def test_workers_share_the_port(kafka_bootstrap, unique_name, tmp_path):
     ]
     log = tmp_path / "workers.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=out, stderr=out)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=out, stderr=out, start_new_session=True
+        )
     try:
         for port in (http_port, http_port + 1):
             deadline = time.monotonic() + 30
@@ -190,6 +193,6 @@ def test_workers_share_the_port(kafka_bootstrap, unique_name, tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the supervisor and its workers
+        proc.wait(10)
