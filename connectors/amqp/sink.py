@@ -10,7 +10,6 @@ at-least-once (make the consumer idempotent, e.g. on ``message_id``, where that 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -68,8 +67,8 @@ def send_rows(options: SinkOptions, columns: tuple[str, ...], rows: Iterator[Any
     return handler.accepted
 
 
-class AmqpStreamWriter(DataSourceStreamWriter):
-    """Streaming writer; ``commit``/``abort`` on the driver have nothing to undo or finish."""
+class _RowWriter:
+    """What the streaming and the batch writer share: the validated columns and ``write`` (on executors)."""
 
     def __init__(self, options: SinkOptions, schema: StructType) -> None:
         self.options = options
@@ -78,19 +77,16 @@ class AmqpStreamWriter(DataSourceStreamWriter):
     def write(self, iterator: Iterator[Any]) -> AmqpCommitMessage:
         return AmqpCommitMessage(sent=send_rows(self.options, self.columns, iterator))
 
+
+class AmqpStreamWriter(_RowWriter, DataSourceStreamWriter):
+    """Streaming writer; ``commit`` on the driver has nothing to finish: every message was already accepted."""
+
     def commit(self, messages: list[WriterCommitMessage | None], batchId: int) -> None:
-        self.last_batch = (batchId, sum(m.sent for m in messages if isinstance(m, AmqpCommitMessage)), time.time())
+        pass
 
     def abort(self, messages: list[WriterCommitMessage | None], batchId: int) -> None:
         """Accepted messages cannot be recalled; Spark retries the batch (at-least-once)."""
 
 
-class AmqpBatchWriter(DataSourceWriter):
+class AmqpBatchWriter(_RowWriter, DataSourceWriter):
     """``df.write.format("amqp")``: the same sending, for batch jobs."""
-
-    def __init__(self, options: SinkOptions, schema: StructType) -> None:
-        self.options = options
-        self.columns = validate_sink_schema(schema, options.address)
-
-    def write(self, iterator: Iterator[Any]) -> AmqpCommitMessage:
-        return AmqpCommitMessage(sent=send_rows(self.options, self.columns, iterator))

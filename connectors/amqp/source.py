@@ -171,8 +171,9 @@ class AmqpStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         if isinstance(limit, ReadMaxRows):
             available = split_limit(available, limit.max_rows)
         end = {k: begin[k] + available[k] for k in latest}
+        procs = self._started()
         for key, offset in end.items():
-            self._started()[key].set_planned(offset)
+            procs[key].set_planned(offset)
         return end
 
     def reportLatestOffset(self) -> dict[str, int] | None:
@@ -225,3 +226,4 @@ class AmqpStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                     f"{err}. Some data may have been lost (the log was deleted, trimmed by another query or damaged). "
                     "If you want the query to go on regardless, set failOnDataLoss=false."
                 ) from None
+            log.warning("amqp source: skipping the rest of %s..%s (failOnDataLoss=false): %s", partition.start, partition.end, err)
