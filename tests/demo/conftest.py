@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from demo.settings import DemoSettings
 from services.settings import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -43,11 +44,11 @@ class DemoRun:
 
     @property
     def accepted_log(self) -> Path:
-        return self.state_dir / "accepted.jsonl"
+        return DemoSettings(state_dir=self.state_dir).accepted_log
 
     @property
     def amqp_results(self) -> Path:
-        return self.state_dir / "results-amqp.jsonl"
+        return DemoSettings(state_dir=self.state_dir).amqp_results
 
 
 @pytest.fixture(scope="session")
