@@ -41,6 +41,46 @@ def build_session(app_name: str, shuffle_partitions: int = 2, packages: str | No
     return spark
 
 
+def progress_summary(progress: dict) -> dict:
+    """One micro-batch's progress (``query.lastProgress``) reduced to what an operator watches.
+
+    ``observed``: the metrics a job declared with ``DataFrame.observe`` (e.g. malformed
+    readings); ``dropped_duplicates`` / ``dropped_late``: rows Spark's state operators
+    dropped as repeats within the watermark / as too late.
+    """
+    operators = progress.get("stateOperators") or []
+    return {
+        "query": progress.get("name"),
+        "batch": progress.get("batchId"),
+        "input_rows": progress.get("numInputRows"),
+        "observed": progress.get("observedMetrics") or {},
+        "dropped_duplicates": sum(int(op.get("customMetrics", {}).get("numDroppedDuplicateRows", 0)) for op in operators),
+        "dropped_late": sum(int(op.get("numRowsDroppedByWatermark", 0)) for op in operators),
+    }
+
+
+def log_progress(spark: SparkSession) -> None:
+    """Print one JSON line per micro-batch (``progress {...}``, see :func:`progress_summary`) to stderr."""
+    import json
+
+    from pyspark.sql.streaming import StreamingQueryListener
+
+    class _ProgressLine(StreamingQueryListener):
+        def onQueryStarted(self, event) -> None:  # noqa: N802 (Spark's names)
+            pass
+
+        def onQueryProgress(self, event) -> None:  # noqa: N802
+            print("progress " + json.dumps(progress_summary(json.loads(event.progress.json))), file=sys.stderr, flush=True)
+
+        def onQueryIdle(self, event) -> None:  # noqa: N802
+            pass
+
+        def onQueryTerminated(self, event) -> None:  # noqa: N802
+            pass
+
+    spark.streams.addListener(_ProgressLine())
+
+
 def run_queries(spark: SparkSession, queries: list, timeout: float | None) -> int:
     """Wait until a query ends, SIGTERM/Ctrl-C, or ``timeout`` seconds; stop them all; 1 if any failed.
 

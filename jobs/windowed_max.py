@@ -22,6 +22,11 @@ source log subfolder of ``--log-dir``; each query then needs its *own copy*
 of the readings, i.e. a multicast address.
 
 Restarting with the same checkpoint and log resumes without losing windows.
+
+Bad input is skipped and counted: each micro-batch prints a ``progress {...}``
+line on stderr with the ``messages`` and ``malformed`` readings it saw, the
+resent readings it dropped (a reading is ``(device_id, ts)``), and the ones
+dropped as too late.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ if __package__ in (None, ""):  # run as a file by spark-submit: make ``jobs``/``
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from jobs.session import build_session, run_queries
+from jobs.session import build_session, log_progress, run_queries
 from jobs.windowing import parse_readings, to_result_json, windowed_max
 
 
@@ -84,7 +89,7 @@ def read_temperatures(spark: SparkSession, args: argparse.Namespace, log_dir: Pa
 
 def build_results(spark: SparkSession, args: argparse.Namespace, log_dir: Path) -> DataFrame:
     """The result stream: ``key`` (window start, ISO UTC) and ``body`` (the result JSON)."""
-    readings = parse_readings(read_temperatures(spark, args, log_dir))
+    readings = parse_readings(read_temperatures(spark, args, log_dir), observe_as="readings")
     return to_result_json(windowed_max(readings, window=args.window, watermark=args.watermark))
 
 
@@ -167,6 +172,7 @@ def start_single_query(spark: SparkSession, args: argparse.Namespace) -> Streami
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     spark = build_session("windowed-max")
+    log_progress(spark)
     queries = start_queries(spark, args) if args.query_per_sink else [start_single_query(spark, args)]
     return run_queries(spark, queries, args.timeout)
 

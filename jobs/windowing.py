@@ -34,15 +34,22 @@ def _valid(r: Column) -> Column:
     return r.isNotNull() & r.device_id.isNotNull() & r.temperature.isNotNull() & r.ts.isNotNull() & ~F.isnan(r.temperature)
 
 
-def parse_readings(df: DataFrame, body: str = "body") -> DataFrame:
+def parse_readings(df: DataFrame, body: str = "body", observe_as: str | None = None) -> DataFrame:
     """Readings ``device_id string, temperature double, ts timestamp`` from JSON bodies.
 
     ``body`` may be binary (UTF-8) or string. Malformed rows (not JSON, a
     missing field, a value of the wrong type such as ``"ts": "soon"``, NaN)
     are dropped here; :func:`malformed_readings` returns exactly those rows,
     for a dead-letter sink. Extra JSON fields are ignored.
+
+    ``observe_as``: count every micro-batch's ``messages`` and ``malformed``
+    rows as Spark observed metrics under this name (a query's progress shows
+    them in ``observedMetrics``), so skipped input is counted, not hidden.
     """
     p = _parsed(df, body)
+    if observe_as:
+        valid = F.coalesce(_valid(p.r), F.lit(False))
+        p = p.observe(observe_as, F.count(F.lit(1)).alias("messages"), F.count_if(~valid).alias("malformed"))
     return p.where(_valid(p.r)).select(
         p.r.device_id.alias("device_id"),
         p.r.temperature.alias("temperature"),
@@ -56,7 +63,9 @@ def malformed_readings(df: DataFrame, body: str = "body") -> DataFrame:
     return p.where(~F.coalesce(_valid(p.r), F.lit(False))).select("raw")
 
 
-def windowed_max(readings: DataFrame, window: str = "5 seconds", watermark: str = "10 seconds") -> DataFrame:
+def windowed_max(
+    readings: DataFrame, window: str = "5 seconds", watermark: str = "10 seconds", deduplicate: bool = True
+) -> DataFrame:
     """Per event-time tumbling window: the max temperature, the device that had it, the count.
 
     Input: ``device_id, temperature, ts`` (timestamp). Output columns:
@@ -70,11 +79,20 @@ def windowed_max(readings: DataFrame, window: str = "5 seconds", watermark: str 
     the max event time seen exceeds ``window_end + watermark``; a reading
     whose event time is older than the watermark when it arrives is dropped.
     On batch DataFrames the watermark has no effect (nothing is late).
+
+    ``deduplicate``: a reading is identified by ``(device_id, ts)``; a second
+    copy arriving within the watermark is dropped before it is counted. Devices
+    resend readings whose acknowledgement they did not see (AMQP at-least-once),
+    so without this a lost connection could inflate ``count``. Spark reports
+    what it dropped as ``numDroppedDuplicateRows`` in the query progress.
     """
     top = F.max(F.struct(F.col("temperature"), F.col("device_id"))).alias("top")
+    readings = readings.withWatermark("ts", watermark)
+    if deduplicate:
+        keys = ["device_id", "ts"]
+        readings = readings.dropDuplicatesWithinWatermark(keys) if readings.isStreaming else readings.dropDuplicates(keys)
     return (
-        readings.withWatermark("ts", watermark)
-        .groupBy(F.window("ts", window).alias("w"))
+        readings.groupBy(F.window("ts", window).alias("w"))
         .agg(top, F.count(F.lit(1)).alias("count"))
         .select(
             F.col("w.start").alias("window_start"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +23,13 @@ class _Deadline:
 
 
 class RowSender(MessagingHandler):
-    """Sends rows as they come, never more than ``max_in_flight`` unsettled; fails on the first refusal."""
+    """Sends rows as they come, never more than ``max_in_flight`` unsettled; fails on the first refusal.
+
+    A lost connection is not a refusal: proton reconnects with backoff, the messages that were
+    unsettled on the lost connection are sent again on new links (at-least-once, as a retried
+    task would), and the task fails only when nothing was settled for ``sendTimeout`` seconds,
+    naming the last connection error. Refused credentials or TLS fail at once.
+    """
 
     def __init__(self, options: SinkOptions, columns: tuple[str, ...], rows: Iterator[Any]) -> None:
         super().__init__(auto_settle=True)
@@ -30,19 +37,29 @@ class RowSender(MessagingHandler):
         self.columns = columns
         self.rows = iter(rows)
         self.links: dict[str, Any] = {}
+        self.unsettled: dict[Delivery, tuple[str, Any]] = {}
+        self.resend: collections.deque[tuple[str, Any]] = collections.deque()  # sent on a lost connection
         self.held: tuple[str, Any] | None = None  # a message waiting for its link's credit
         self.exhausted = False
-        self.in_flight = 0
         self.accepted = 0
+        self.resent = 0
         self.failure: str | None = None
+        self.connection_error: str | None = None
         self.progress = 0
         self.seen_progress = -1
         self.conn: Any = None
 
+    @property
+    def in_flight(self) -> int:
+        return len(self.unsettled)
+
     def on_start(self, event: Any) -> None:
         self.container = event.container
-        self.conn = self.container.connect(**connect_kwargs(self.options.connection, reconnect=False))
+        self.conn = self.container.connect(**connect_kwargs(self.options.connection, reconnect=True))
         self.container.schedule(self.options.send_timeout_s, _Deadline(self))
+
+    def on_connection_opened(self, event: Any) -> None:
+        self.connection_error = None
         self._pump()
 
     def _link(self, address: str) -> Any:
@@ -51,33 +68,43 @@ class RowSender(MessagingHandler):
             link = self.links[address] = self.container.create_sender(self.conn, address)
         return link
 
-    def _pump(self) -> None:
-        while self.failure is None and self.in_flight < self.options.max_in_flight:
-            if self.held is None:
+    def _next(self) -> tuple[str, Any] | None:
+        if self.held is None:
+            if self.resend:
+                self.held = self.resend.popleft()
+            else:
                 try:
                     row = next(self.rows)
                 except StopIteration:
                     self.exhausted = True
-                    break
+                    return None
                 values = {c: row[c] for c in self.columns}
                 message = row_to_message(values, self.options.address)
                 self.held = (message.address, message)
-            address, message = self.held
+        return self.held
+
+    def _pump(self) -> None:
+        if self.conn is None or self.connection_error is not None:
+            return  # not connected (yet): on_connection_opened resumes
+        while self.failure is None and self.in_flight < self.options.max_in_flight:
+            held = self._next()
+            if held is None:
+                break
+            address, message = held
             link = self._link(address)
             if not link.credit:
                 return  # on_sendable resumes
-            link.send(message)
+            self.unsettled[link.send(message)] = held
             self.held = None
-            self.in_flight += 1
         self._maybe_done()
 
     def on_sendable(self, event: Any) -> None:
         self._pump()
 
     def on_accepted(self, event: Any) -> None:
-        self.in_flight -= 1
-        self.accepted += 1
-        self.progress += 1
+        if self.unsettled.pop(event.delivery, None) is not None:
+            self.accepted += 1
+            self.progress += 1
         self._pump()
 
     def _refused(self, event: Any, outcome: str) -> None:
@@ -106,13 +133,31 @@ class RowSender(MessagingHandler):
     def on_transport_error(self, event: Any) -> None:
         cond = event.transport.condition
         urls = ", ".join(e.url for e in self.options.connection.endpoints)
-        self._fail(f"cannot reach the broker at {urls}: {cond.name if cond else ''} {cond.description if cond else ''}")
+        self.connection_error = f"cannot reach the broker at {urls}: {cond.name if cond else ''} {cond.description if cond else ''}".rstrip()
+        if cond is not None and (cond.name == "amqp:unauthorized-access" or "SSL" in (cond.description or "")):
+            self._fail(self.connection_error)  # reconnecting cannot fix credentials or certificates
+
+    def on_disconnected(self, event: Any) -> None:
+        """The unsettled messages' fate is unknown: send them again, in order, on new links."""
+        if self.failure is not None:
+            return
+        if self.connection_error is None:
+            self.connection_error = "connection lost"
+        self.resend.extendleft(reversed([*self.unsettled.values(), *([self.held] if self.held else [])]))
+        self.resent += len(self.unsettled)
+        self.held = None
+        self.unsettled.clear()
+        for link in self.links.values():
+            link.close()
+        self.links.clear()
 
     def on_deadline(self) -> None:
-        if self.failure is not None or (self.exhausted and self.in_flight == 0):
+        if self.failure is not None or (self.exhausted and self.in_flight == 0 and not self.resend):
             return
         if self.progress == self.seen_progress:
-            self._fail(f"no message was settled by the broker within sendTimeout={self.options.send_timeout_s}s ({self.in_flight} waiting)")
+            waiting = self.in_flight + len(self.resend)
+            reason = f"; {self.connection_error}" if self.connection_error else ""
+            self._fail(f"no message was settled by the broker within sendTimeout={self.options.send_timeout_s}s ({waiting} waiting){reason}")
             return
         self.seen_progress = self.progress
         self.container.schedule(self.options.send_timeout_s, _Deadline(self))
@@ -123,12 +168,13 @@ class RowSender(MessagingHandler):
         self._close()
 
     def _maybe_done(self) -> None:
-        if self.exhausted and self.in_flight == 0 and self.held is None:
+        if self.exhausted and self.in_flight == 0 and self.held is None and not self.resend:
             self._close()
 
     def _close(self) -> None:
         for link in self.links.values():
             link.close()
+        self.links.clear()
         if self.conn is not None:
             self.conn.close()
             self.conn = None

@@ -2,14 +2,17 @@
 
 ``write`` runs in executor tasks. It sends unsettled, with at most ``maxInFlight``
 messages awaiting the broker's outcome, one sender link per target address. A ``rejected``
-or ``modified(undeliverable)`` outcome, a lost connection or no progress within
-``sendTimeout`` fails the task with the broker's condition; Spark then retries it. Messages
-of a failed attempt that the broker had already accepted stay sent: the sink is
-at-least-once (make the consumer idempotent, e.g. on ``message_id``, where that matters).
+or ``modified(undeliverable)`` outcome, refused credentials or certificates, or no progress
+within ``sendTimeout`` (e.g. a broker unreachable for that long) fail the task with the
+broker's condition; Spark then retries it. A lost connection is ridden out: the task
+reconnects and sends the unsettled messages again. Messages the broker had already accepted
+stay sent: the sink is at-least-once (make the consumer idempotent, e.g. on ``message_id``
+or the result's key, where that matters). A partition without rows opens no connection.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -60,7 +63,11 @@ def send_rows(options: SinkOptions, columns: tuple[str, ...], rows: Iterator[Any
 
     from connectors.amqp.sender import RowSender
 
-    handler = RowSender(options, columns, rows)
+    rows = iter(rows)
+    first = next(rows, None)
+    if first is None:
+        return 0  # nothing to send: no connection (an empty micro-batch must not need the broker)
+    handler = RowSender(options, columns, itertools.chain([first], rows))
     Container(handler).run()
     if handler.failure:
         raise AmqpSendError(handler.failure)

@@ -62,4 +62,6 @@ def test_bad_schema_and_unreachable_broker_give_clear_errors(spark, unique_name:
     with pytest.raises(Exception, match="'body' column must be string or binary, not bigint"):
         spark.range(1).selectExpr("id AS body").write.format("amqp").option("url", "amqp://127.0.0.1:1").option("address", "x").mode("append").save()
     with pytest.raises(Exception, match=r"cannot reach the broker at amqp://127.0.0.1:1"):
-        spark.range(1).selectExpr("'x' AS body").write.format("amqp").option("url", "amqp://127.0.0.1:1").option("address", "x").mode("append").save()
+        spark.range(1).selectExpr("'x' AS body").write.format("amqp").option("url", "amqp://127.0.0.1:1").option(
+            "address", "x"
+        ).option("sendTimeout", "3").mode("append").save()

@@ -74,6 +74,12 @@ def test_windowed_max_exact_rows_with_out_of_order_and_late_readings(spark: Spar
     ]
 
 
+def test_a_resent_reading_is_counted_once(spark: SparkSession) -> None:
+    rows = [("device-1", 20.0, T0 + 10), ("device-2", 21.0, T0 + 20), ("device-1", 20.0, T0 + 10), ("device-2", 21.0, T0 + 20)]
+    assert collect(windowed_max(readings(spark, rows))) == [(utc(T0), utc(T0 + 5_000), 21.0, "device-2", 2)]
+    assert collect(windowed_max(readings(spark, rows), deduplicate=False))[0][-1] == 4
+
+
 def test_ties_go_to_the_greatest_device_id_whatever_the_order(spark: SparkSession) -> None:
     rows = [("device-2", 24.0, T0 + 1), ("device-10", 24.0, T0 + 2), ("device-1", 23.9, T0 + 3)]
     for order in (rows, rows[::-1]):

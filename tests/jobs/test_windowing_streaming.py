@@ -61,3 +61,37 @@ def test_append_mode_emits_closed_windows_and_drops_too_late_readings(spark: Spa
         (utc(T0 + 10_000), utc(T0 + 15_000), 23.0, "e", 1),
         (utc(T0 + 20_000), utc(T0 + 25_000), 22.0, "c", 1),
     ]
+
+
+def test_resent_readings_are_dropped_across_batches_and_malformed_ones_counted(spark: SparkSession, tmp_path: Path) -> None:
+    incoming, checkpoint = tmp_path / "in", tmp_path / "checkpoint"
+    incoming.mkdir()
+    stream = spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(str(incoming))
+    result = windowed_max(parse_readings(stream, body="value", observe_as="input"), window="5 seconds", watermark="10 seconds")
+    name = f"dedup_{tmp_path.name.replace('-', '_')}"
+    query = result.writeStream.format("memory").queryName(name).outputMode("append").option(
+        "checkpointLocation", str(checkpoint)
+    ).start()
+    batches = [
+        [("a", 20.0, 1_000), ("b", 21.0, 2_000)],
+        [("a", 20.0, 1_000), ("c", 19.0, 3_000), "not json", '{"device_id": "x"}'],  # a resent; two malformed
+        [("b", 21.0, 2_000), ("d", 18.0, 30_000)],  # b resent; watermark -> 20 s closes [0, 5)
+    ]
+    progress = []
+    try:
+        for i, rows in enumerate(batches):
+            lines = [r if isinstance(r, str) else json.dumps({"device_id": r[0], "temperature": r[1], "ts": T0 + r[2]}) for r in rows]
+            tmp = tmp_path / f"{i}.tmp"
+            tmp.write_text("\n".join(lines) + "\n")
+            tmp.rename(incoming / f"{i:03d}.json")
+            query.processAllAvailable()
+            progress.extend(p for p in query.recentProgress if p["numInputRows"] > 0 and p not in progress)
+        got = [tuple(r) for r in spark.table(name).orderBy("window_start").collect()]
+    finally:
+        query.stop()
+    assert query.exception() is None
+    assert got == [(utc(T0), utc(T0 + 5_000), 21.0, "b", 3)]
+    observed = [p["observedMetrics"]["input"] for p in progress]
+    assert sum(o["messages"] for o in observed) == 8 and sum(o["malformed"] for o in observed) == 2
+    dropped = sum(op["customMetrics"].get("numDroppedDuplicateRows", 0) for p in progress for op in p["stateOperators"])
+    assert dropped == 2
