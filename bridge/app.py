@@ -88,7 +88,10 @@ class Bridge:
         return self._thread.is_alive() and self.error is None
 
     def ready(self) -> bool:
-        """Serving: reactor up, not draining, and Kafka answers a metadata request."""
+        """Serving: reactor up, not draining, Kafka answers a metadata request and, in forwarder
+        mode, the broker connection is open."""
+        if self._forwarder is not None and not self._forwarder.connected:
+            return False
         return self.healthy() and self._started.is_set() and not self.core.draining and self.core.producer.reachable(0.5)
 
     def _on_shutdown(self, event: Any) -> None:

@@ -268,6 +268,9 @@ class BridgeHandler(MessagingHandler):
         conn = event.connection
         if conn is None:
             return
+        forwarder = getattr(conn, "forwarder", None)
+        if forwarder is not None:
+            forwarder.on_lost()
         link = conn.link_head(0)
         while link is not None:
             self.core.link_closed(link)

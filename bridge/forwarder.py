@@ -33,6 +33,7 @@ class Forwarder:
         self.connection: Any = None
         self._links: list[tuple[Link, Any]] = []
         self._opens = 0
+        self.connected = False  # the broker connection is open (readiness: a forwarder without it moves nothing)
 
     def start(self, container: Container) -> None:
         urls = self.settings.broker_urls
@@ -68,6 +69,7 @@ class Forwarder:
         their unsettled deliveries died with the old transport (the broker redelivers, Kafka
         replays from the committed offset), so each link gets fresh bridging state."""
         self._opens += 1
+        self.connected = True
         log.info("forwarder connected", extra={"broker": _redact(str(self.connection.url)), "opens": self._opens})
         for link, route in self._links:
             bridged = getattr(link, "bridged", None)
@@ -75,6 +77,12 @@ class Forwarder:
                 continue  # first connection, links bound in start() and still good
             self.core.link_closed(link)
             self._bind(link, route)
+
+    def on_lost(self) -> None:
+        """The broker connection dropped (proton reconnects with back-off)."""
+        if self.connected:
+            log.warning("forwarder lost the broker connection; reconnecting", extra={"broker": _redact(str(self.connection.url))})
+        self.connected = False
 
 
 def _redact(url: str) -> str:

@@ -107,7 +107,7 @@ class ArtemisService:
             self._create_instance()
         self._configure()
         self.process.start(
-            [str(self.instance / "bin" / "artemis"), "run"],
+            [*self.settings.launcher(), str(self.instance / "bin" / "artemis"), "run"],
             env={"JAVA_HOME": _java_home()},
         )
 

@@ -105,7 +105,7 @@ class KafkaService:
                 raise ServiceError(f"port {port} on {s.host} is already in use by another process: stop it, or choose another with {var}=...")
         config = self._write_config()
         self._format_storage(config)
-        self.process.start(self._java("kafka.Kafka", str(config)))
+        self.process.start([*self.settings.launcher(), *self._java("kafka.Kafka", str(config))])
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         self.process.wait_ready(lambda: kafka_ready(self.bootstrap), timeout, f"Kafka metadata from {self.bootstrap}")

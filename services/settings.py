@@ -39,6 +39,8 @@ class ServiceSettings:
     ``PROJECT_CACHE`` [.cache, the JVM parts], ``SERVICES_RUN_DIR`` [.run, instances,
     logs, pids], ``ARTEMIS_USER`` / ``ARTEMIS_PASSWORD`` [admin/admin]; for an extra TLS
     acceptor: ``AMQPS_PORT``, ``ARTEMIS_TLS_KEYSTORE`` (PKCS#12), ``ARTEMIS_TLS_KEYSTORE_PASSWORD``.
+    ``SERVICES_NETNS``: run the brokers inside this Linux network namespace (``ip netns exec``;
+    ``host`` is then an address of that namespace), e.g. to cut the network under them in tests.
     """
 
     host: str = "127.0.0.1"
@@ -54,6 +56,11 @@ class ServiceSettings:
     amqps_port: int | None = None
     tls_keystore: Path | None = None
     tls_keystore_password: str = field(default="", repr=False)
+    netns: str | None = None
+
+    def launcher(self) -> list[str]:
+        """The command prefix that starts a broker process where it should run (its network namespace)."""
+        return ["ip", "netns", "exec", self.netns] if self.netns else []
 
     @classmethod
     def from_env(cls) -> ServiceSettings:
@@ -70,6 +77,7 @@ class ServiceSettings:
             amqps_port=_env_int("AMQPS_PORT", 0) or None,
             tls_keystore=Path(env["ARTEMIS_TLS_KEYSTORE"]).resolve() if env.get("ARTEMIS_TLS_KEYSTORE") else None,
             tls_keystore_password=env.get("ARTEMIS_TLS_KEYSTORE_PASSWORD", ""),
+            netns=env.get("SERVICES_NETNS") or None,
         )
 
     def with_free_ports(self, run_dir: Path) -> ServiceSettings:

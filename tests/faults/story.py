@@ -1,0 +1,238 @@
+"""The whole demo story as real processes, for fault tests.
+
+    simulator -> Artemis ``<p>.temperature`` (MULTICAST: one queue for the job, one for the bridge)
+      -> windowed-max job (spark-submit, AMQP source with its log, checkpoint) -> AMQP ``<p>.max`` + Kafka ``<p>.max``
+      -> bridge forwarder -> Kafka ``<p>.temperature``
+
+The children are the demo's own commands (:mod:`demo.commands`), so what is tested is what
+``make demo`` runs. The ground truth is the simulator's accepted log: every reading the broker
+accepted. :meth:`Story.outcome` reads every output back and counts what arrived, what arrived
+twice and what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from demo.children import Child
+from demo.commands import bridge_cmd, child_env, job_cmd, routes_yaml
+from demo.kafka_tally import KafkaTally
+from demo.settings import DemoSettings
+from demo.topology import ArtemisManagement, ensure_fanout, ensure_topics
+from services.settings import free_port
+from simulators.feed import read_accepted_log
+from simulators.model import Reading
+from tests import amqp_clients
+from tests.conftest import wait_for
+from tests.jobs.oracle import expected_windows
+
+START_MS = 1_764_370_000_000  # event time of the first reading, aligned to 5 s windows
+WATERMARK_MS = 10_000
+
+
+def reading_key(body: str | bytes) -> tuple[str, int]:
+    """A reading's identity: ``(device_id, ts)``."""
+    r = json.loads(body)
+    return r["device_id"], r["ts"]
+
+
+@dataclass
+class Outcome:
+    """What reached each output, against what the simulator saw accepted."""
+
+    accepted: int
+    accepted_distinct: int
+    kafka_readings: int
+    kafka_readings_distinct: int
+    readings_missing_in_kafka: int
+    windows_expected: list[dict]
+    amqp_results: list[dict]
+    kafka_results: list[dict]
+    job_dropped_duplicates: int
+    job_malformed: int
+    job_runs: int
+
+    @staticmethod
+    def distinct(results: list[dict]) -> list[dict]:
+        unique = {json.dumps(r, sort_keys=True): r for r in results}
+        return sorted(unique.values(), key=lambda r: (r["window_start"], json.dumps(r, sort_keys=True)))
+
+    def summary(self) -> dict[str, int]:
+        """The counts a fault test states: what was accepted, delivered, duplicated and lost."""
+        return {
+            "accepted": self.accepted,
+            "accepted_resent_duplicates": self.accepted - self.accepted_distinct,
+            "kafka_readings_duplicates": self.kafka_readings - self.kafka_readings_distinct,
+            "kafka_readings_missing": self.readings_missing_in_kafka,
+            "windows": len(self.windows_expected),
+            "amqp_result_duplicates": len(self.amqp_results) - len(self.distinct(self.amqp_results)),
+            "kafka_result_duplicates": len(self.kafka_results) - len(self.distinct(self.kafka_results)),
+            "job_dropped_duplicate_readings": self.job_dropped_duplicates,
+            "job_runs": self.job_runs,
+        }
+
+
+@dataclass
+class Story:
+    """One run of the pipeline under test, in ``root``, with names prefixed by ``prefix``."""
+
+    root: Path
+    amqp_url: str
+    kafka_bootstrap: str
+    jars: list[str]
+    prefix: str
+    settings: DemoSettings = field(init=False)
+    children: dict[str, Child] = field(default_factory=dict, init=False)
+    progress: list[dict] = field(default_factory=list, init=False)
+    job_runs: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.settings = replace(
+            DemoSettings(amqp_url=self.amqp_url, kafka_bootstrap=self.kafka_bootstrap),
+            temperature_address=f"{self.prefix}.temperature",
+            max_address=f"{self.prefix}.max",
+            temperature_topic=f"{self.prefix}.temperature",
+            max_topic=f"{self.prefix}.max",
+            bridge_http_port=free_port(),
+            state_dir=self.root,
+        )
+        s = self.settings
+        ensure_fanout(self.amqp_url, s.temperature_address, [s.spark_queue, s.bridge_queue])
+        ensure_topics(self.kafka_bootstrap, [s.temperature_topic, s.max_topic])
+        self._lock = threading.Lock()
+        self._kafka: dict[str, list[bytes]] = {s.temperature_topic: [], s.max_topic: []}
+        self._tally = KafkaTally(self.kafka_bootstrap, [s.temperature_topic, s.max_topic], on_record=self._on_record)
+
+    # --- the processes ---------------------------------------------------------------
+    def start_bridge(self) -> Child:
+        s = self.settings
+        routes = self.root / "routes.yaml"
+        routes.write_text(routes_yaml(s))
+        bridge = self._start("bridge", bridge_cmd(s, self.amqp_url, self.kafka_bootstrap, routes))
+        wait_for(lambda: self._bridge_ready(bridge), 60, "the bridge forwarder's /readyz")
+        return bridge
+
+    def start_job(self) -> Child:
+        """Start (or restart, with the same checkpoint and log) the windowed-max job; return once its query runs."""
+        self.job_runs += 1
+        runs = self.job_runs
+        job = self._start("job", job_cmd(self.settings, self.amqp_url, self.kafka_bootstrap, self.jars), self._on_job_line)
+        wait_for(lambda: self._job_batches(runs) or not job.running(), 180, "the job's first micro-batch")
+        assert job.running(), f"the job exited with {job.proc.returncode}; log {job.log_file}"
+        return job
+
+    def start_simulator(self, count: int, rate: float, seed: int) -> Child:
+        s = self.settings
+        cmd = [
+            sys.executable, "-m", "simulators.temperature", "--url", self.amqp_url, "--address", s.temperature_address,
+            "--devices", "20", "--rate", str(rate), "--count", str(count), "--seed", str(seed),
+            "--time-scale", "10", "--start-ms", str(START_MS), "--accepted-log", str(s.accepted_log),
+            "--drain-timeout", "120", "--quiet",
+        ]  # fmt: skip
+        return self._start("simulator", cmd)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a child and everything it started (spark-submit: JVM, Python driver, receivers)."""
+        self.children[name].stop(signal.SIGKILL, timeout=0.0)
+
+    def stop_all(self) -> None:
+        """Stop the children: the job's Python driver first with SIGTERM (its queries stop cleanly)."""
+        for name, child in list(self.children.items()):
+            child.stop(signal.SIGTERM, timeout=30, only="windowed_max.py" if name == "job" else None)
+        self._tally.stop()
+
+    # --- signals ---------------------------------------------------------------------
+    def accepted(self) -> list[Reading]:
+        return read_accepted_log(self.settings.accepted_log)
+
+    def accepted_count(self) -> int:
+        try:
+            with open(self.settings.accepted_log, "rb") as f:
+                return sum(1 for _ in f)
+        except FileNotFoundError:
+            return 0
+
+    def wait_outputs(self, accepted: list[Reading], timeout: float) -> list[dict]:
+        """Wait until every accepted reading is in Kafka and every closed window on Kafka ``max``."""
+        keys = {(r.device_id, r.ts) for r in accepted}
+        expected = expected_windows(set_of(accepted), 5000, closed_before_ms=max(r.ts for r in accepted) - WATERMARK_MS)
+        starts = {w["window_start"] for w in expected}
+
+        def done() -> bool:
+            with self._lock:
+                readings = {reading_key(v) for v in self._kafka[self.settings.temperature_topic]}
+                windows = {json.loads(v)["window_start"] for v in self._kafka[self.settings.max_topic]}
+            return keys <= readings and starts <= windows
+
+        wait_for(done, timeout, "every accepted reading on Kafka and every closed window on Kafka max", interval=0.5)
+        return expected
+
+    def outcome(self, accepted: list[Reading], expected: list[dict]) -> Outcome:
+        """Read every output back (call after :meth:`stop_all`)."""
+        s = self.settings
+        with ArtemisManagement(self.amqp_url) as mgmt:
+            ok, count = mgmt.call(f"queue.{s.max_address}", "getMessageCount")
+        assert ok, f"cannot count the results queue {s.max_address}: {count}"
+        amqp = amqp_clients.receive(self.amqp_url, s.max_address, int(count), timeout=60)
+        with self._lock:
+            readings = [reading_key(v) for v in self._kafka[s.temperature_topic]]
+            kafka_results = [json.loads(v) for v in self._kafka[s.max_topic]]
+        keys = {(r.device_id, r.ts) for r in accepted}
+        return Outcome(
+            accepted=len(accepted),
+            accepted_distinct=len(keys),
+            kafka_readings=len(readings),
+            kafka_readings_distinct=len(set(readings)),
+            readings_missing_in_kafka=len(keys - set(readings)),
+            windows_expected=expected,
+            amqp_results=[json.loads(m.body) for m in amqp],
+            kafka_results=kafka_results,
+            job_dropped_duplicates=sum(p["dropped_duplicates"] for p in self.progress),
+            job_malformed=sum(p["observed"].get("readings", {}).get("malformed", 0) for p in self.progress),
+            job_runs=self.job_runs,
+        )
+
+    # --- internals -------------------------------------------------------------------
+    def _start(self, name: str, cmd: list[str], on_line=None) -> Child:  # noqa: ANN001
+        log = self.settings.log_file(f"{name}-{self.job_runs}" if name == "job" else name)
+        child = Child(name, cmd, log, env=child_env(), on_line=on_line)
+        self.children[name] = child
+        return child
+
+    def _bridge_ready(self, bridge: Child) -> bool:
+        assert bridge.running(), f"the bridge exited with {bridge.proc.returncode}; log {bridge.log_file}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.settings.bridge_http_port}/readyz", timeout=2) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def _on_job_line(self, line: str) -> None:
+        if line.startswith("progress {"):
+            entry = json.loads(line.split(" ", 1)[1])
+            entry["run"] = self.job_runs
+            with self._lock:
+                self.progress.append(entry)
+
+    def _job_batches(self, run: int) -> int:
+        with self._lock:
+            return sum(1 for p in self.progress if p["run"] == run)
+
+    def _on_record(self, topic: str, value: bytes) -> None:
+        with self._lock:
+            self._kafka[topic].append(value)
+
+
+def set_of(readings: list[Reading]) -> list[Reading]:
+    """Each reading once (a resent reading is the same ``(device_id, ts)``), first copy kept."""
+    seen: dict[tuple[str, int], Reading] = {}
+    for r in readings:
+        seen.setdefault((r.device_id, r.ts), r)
+    return list(seen.values())
