@@ -48,6 +48,7 @@ class RowSender(MessagingHandler):
         self.progress = 0
         self.seen_progress = -1
         self.conn: Any = None
+        self.connections = 0
 
     @property
     def in_flight(self) -> int:
@@ -59,13 +60,17 @@ class RowSender(MessagingHandler):
         self.container.schedule(self.options.send_timeout_s, _Deadline(self))
 
     def on_connection_opened(self, event: Any) -> None:
+        self.connections += 1
         self.connection_error = None
         self._pump()
 
     def _link(self, address: str) -> Any:
         link = self.links.get(address)
         if link is None:
-            link = self.links[address] = self.container.create_sender(self.conn, address)
+            # A fresh name per connection: proton names links after the target, and a new link
+            # with the name of a closed one on the same (re-opened) session is never attached.
+            name = f"amqp-sink-{address}-{self.connections}"
+            link = self.links[address] = self.container.create_sender(self.conn, address, name=name)
         return link
 
     def _next(self) -> tuple[str, Any] | None:
