@@ -24,7 +24,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from proton import Message
 from proton.handlers import MessagingHandler
 from proton.reactor import Container
+
+from bridge.readiness import BridgeNotReady, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -145,17 +146,12 @@ def start_bridge(kafka: str, workers: int = 1) -> tuple[subprocess.Popen[bytes],
         "WARNING",
     ]
     proc = subprocess.Popen([*cmd, "--workers", str(workers)], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    for port in range(http_port, http_port + workers):
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    proc.kill()
-                    raise TimeoutError("bridge not ready") from None
-                time.sleep(0.05)
+    try:
+        for port in range(http_port, http_port + workers):  # worker i serves HTTP on http_port + i
+            wait_until_ready(f"http://127.0.0.1:{port}", 30, proc)
+    except BridgeNotReady:
+        proc.kill()
+        raise
     return proc, amqp_port, http_port
 
 

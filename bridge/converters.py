@@ -26,6 +26,7 @@ offset/key`` annotations.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -147,11 +148,29 @@ def _header_bytes(value: Any) -> bytes:
     return json.dumps(_to_json_value(value)).encode()
 
 
-def to_record(message: Message, topic: str, converter: Converter = "raw", key_property: str | None = None) -> KafkaRecord:
+KAFKA_MAX_AHEAD_MS = 3_600_000
+"""Kafka (4.x default ``log.message.timestamp.after.max.ms``) refuses a record timestamp more than
+an hour ahead of its clock, and with it every other record of the same produce batch."""
+
+
+def _timestamp_of(message: Message, now_ms: int | None) -> int | None:
+    """``creation_time`` as the record timestamp, unless Kafka would refuse it (then Kafka stamps the record)."""
+    if not message.creation_time:
+        return None
+    timestamp = int(message.creation_time * 1000)
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return timestamp if timestamp <= now_ms + KAFKA_MAX_AHEAD_MS else None
+
+
+def to_record(
+    message: Message, topic: str, converter: Converter = "raw", key_property: str | None = None, now_ms: int | None = None
+) -> KafkaRecord:
     """AMQP message -> Kafka record for ``topic``.
 
     Raises ``ConversionError`` (condition ``amqp:invalid-field`` for a wrongly typed
-    annotation, ``amqp:decode-error`` for a body the converter cannot take).
+    annotation, ``amqp:decode-error`` for a body the converter cannot take). ``creation_time``
+    becomes the record timestamp unless it is more than an hour ahead of ``now_ms`` (default:
+    the clock): Kafka would refuse that record and the records batched with it.
     """
     key = _key_of(message, key_property)
     partition = _partition_of(message)
@@ -163,8 +182,7 @@ def to_record(message: Message, topic: str, converter: Converter = "raw", key_pr
                 headers.append((name, _header_bytes(value)))
     for name, value in (message.properties or {}).items():
         headers.append((str(name), _header_bytes(value)))
-    timestamp = int(message.creation_time * 1000) if message.creation_time else None
-    return KafkaRecord(topic, body_to_value(message, converter), key, partition, None, tuple(headers), timestamp)
+    return KafkaRecord(topic, body_to_value(message, converter), key, partition, None, tuple(headers), _timestamp_of(message, now_ms))
 
 
 def _header_value(raw: bytes | None) -> str | bytes | None:

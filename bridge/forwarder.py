@@ -17,7 +17,7 @@ from proton.reactor import Backoff, Container
 
 from bridge.endpoint import BridgeCore
 from bridge.kafka_io import SourceSpec
-from bridge.settings import BridgeSettings
+from bridge.settings import BridgeSettings, redact_url
 
 log = logging.getLogger("bridge.forwarder")
 
@@ -40,7 +40,7 @@ class Forwarder:
         user = urlsplit(urls[0]).username
         log.info(
             "forwarder connecting",
-            extra={"brokers": [_redact(u) for u in urls], "routes": len(self.settings.routes), "user": user},
+            extra={"brokers": [redact_url(u) for u in urls], "routes": len(self.settings.routes), "user": user},
         )
         # The heartbeat makes a silently vanished broker show up within seconds, not at the next write.
         self.connection = container.connect(
@@ -70,7 +70,7 @@ class Forwarder:
         replays from the committed offset), so each link gets fresh bridging state."""
         self._opens += 1
         self.connected = True
-        log.info("forwarder connected", extra={"broker": _redact(str(self.connection.url)), "opens": self._opens})
+        log.info("forwarder connected", extra={"broker": redact_url(str(self.connection.url)), "opens": self._opens})
         for link, route in self._links:
             bridged = getattr(link, "bridged", None)
             if self._opens == 1 and bridged is not None and not bridged.closed:
@@ -81,12 +81,7 @@ class Forwarder:
     def on_lost(self) -> None:
         """The broker connection dropped (proton reconnects with back-off)."""
         if self.connected:
-            log.warning("forwarder lost the broker connection; reconnecting", extra={"broker": _redact(str(self.connection.url))})
+            log.warning(
+                "forwarder lost the broker connection; reconnecting", extra={"broker": redact_url(str(self.connection.url))}
+            )
         self.connected = False
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@", 1)
-    return url

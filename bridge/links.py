@@ -12,10 +12,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 from proton import Condition, Delivery, Link, Message
 
-from bridge.converters import ConversionError, KafkaRecord, to_message, to_record
+from bridge.converters import PARTITION_ANNOTATION, ConversionError, KafkaRecord, to_message, to_record
 from bridge.kafka_io import Ack, ConsumerPump, SourceSpec
 from bridge.offsets import OffsetTracker
 
@@ -34,6 +34,15 @@ _PERMANENT = {
     KafkaError._UNKNOWN_PARTITION,
     KafkaError.TOPIC_AUTHORIZATION_FAILED,
 }
+
+
+def _permanent_refusal(error: KafkaError, topic: str) -> tuple[str, str, str] | None:
+    """``(condition, description, metric reason)`` to reject with when sending the record again cannot help, else None."""
+    if error.code() == KafkaError._UNKNOWN_PARTITION:  # the partition annotation names no partition of the topic
+        return "amqp:invalid-field", f"{PARTITION_ANNOTATION}: topic {topic} has no such partition", "invalid-field"
+    if error.code() in _PERMANENT or error.fatal():
+        return "amqp:internal-error", f"Kafka refused the record: {error.str()}", "kafka"
+    return None
 
 
 def settle(dlv: Delivery, outcome: int, condition: Condition | None = None) -> None:
@@ -120,6 +129,11 @@ class InboundLink:
             self.core.producer.produce(record, pending)
         except (BufferError, Exception) as exc:  # noqa: BLE001 - local queue full or client refused: never drop silently
             self.core.metrics.kafka_errors.labels("produce").inc()
+            error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+            refusal = _permanent_refusal(error, self.topic) if isinstance(error, KafkaError) else None
+            if refusal is not None:  # sending it again cannot help
+                self._reject(dlv, *refusal)
+                return
             self.core.metrics.released.labels(self.topic).inc()
             log.warning("produce refused, delivery released", extra={"link": self.name, "topic": self.topic, "error": str(exc)})
             if pending.dlv is not None:
@@ -148,8 +162,8 @@ class InboundLink:
             if ack.error is None:
                 dlv.update(Delivery.ACCEPTED)
                 dlv.settle()
-            elif ack.error.code() in _PERMANENT or ack.error.fatal():
-                self._reject(dlv, "amqp:internal-error", f"Kafka refused the record: {ack.error.str()}", "kafka")
+            elif (refusal := _permanent_refusal(ack.error, self.topic)) is not None:
+                self._reject(dlv, *refusal)
                 return
             else:
                 metrics.released.labels(self.topic).inc()

@@ -9,6 +9,7 @@ written as ``.``: ``linger.ms``). Secrets are ``SecretStr`` and never appear in 
 from __future__ import annotations
 
 import contextvars
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +24,13 @@ Mechanism = Literal["ANONYMOUS", "PLAIN"]
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("bridge_config_file", default=None)
 
 _SECRET_WORDS = ("password", "secret", "token", "key.pem", "sasl.jaas")
+# scheme (or none at all: the lookahead stops a scheme being taken for a user), user, ":" and the rest up to the last "@"
+_CREDENTIALS = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://|(?![A-Za-z][A-Za-z0-9+.-]*://))([^:/@]*):.*@")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with ``user:password@`` shown as ``user:***@`` (masked up to the last ``@``), safe to log."""
+    return _CREDENTIALS.sub(r"\1\2:***@", url)
 
 
 class Route(BaseModel, frozen=True):
@@ -37,7 +45,10 @@ class Route(BaseModel, frozen=True):
 class BridgeSettings(BaseSettings):
     """Every knob of the bridge. Field docs are the option reference (docs/bridge.md)."""
 
-    model_config = SettingsConfigDict(env_prefix="BRIDGE_", env_nested_delimiter="__", extra="forbid", frozen=True)
+    # hide_input_in_errors: a validation error would otherwise quote the raw input, passwords included.
+    model_config = SettingsConfigDict(
+        env_prefix="BRIDGE_", env_nested_delimiter="__", extra="forbid", frozen=True, hide_input_in_errors=True
+    )
 
     mode: Literal["server", "forwarder"] = "server"
     amqp_host: str = "127.0.0.1"
@@ -185,6 +196,7 @@ class BridgeSettings(BaseSettings):
         """The settings as a dict safe to log: secrets and secret-looking Kafka keys masked."""
         data = self.model_dump(mode="json")
         data["users"] = {name: "***" for name in self.users}
+        data["broker_urls"] = [redact_url(url) for url in self.broker_urls]
         for section in ("kafka_producer", "kafka_consumer"):
             data[section] = {k: ("***" if any(w in k for w in _SECRET_WORDS) else v) for k, v in data[section].items()}
         return data

@@ -25,7 +25,7 @@ Restarting with the same checkpoint and log resumes without losing windows.
 
 Bad input is skipped and counted: each micro-batch prints a ``progress {...}``
 line on stderr with the ``messages`` and ``malformed`` readings it saw, the
-resent readings it dropped (a reading is ``(device_id, ts)``), and the ones
+resent readings it dropped (a reading repeated verbatim), and the ones
 dropped as too late.
 """
 

@@ -25,22 +25,57 @@ READING_SCHEMA = StructType(
 ISO_UTC = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
 
 
+NOT_BEFORE_MS = 946_684_800_000
+"""2000-01-01T00:00:00Z: an earlier ``ts`` is a device clock that was never set (it boots at 1970)."""
+MAX_AHEAD_MS = 5 * 60 * 1000
+"""A ``ts`` this far ahead of the processing time is a wrong device clock, not a reading."""
+
+
 def _parsed(df: DataFrame, body: str) -> DataFrame:
     text = F.col(body).cast("string")
     return df.select(text.alias("raw"), F.from_json(text, READING_SCHEMA).alias("r"))
 
 
-def _valid(r: Column) -> Column:
-    return r.isNotNull() & r.device_id.isNotNull() & r.temperature.isNotNull() & r.ts.isNotNull() & ~F.isnan(r.temperature)
+def _valid(p: DataFrame, not_before_ms: int | None, max_ahead_ms: int | None) -> Column:
+    """A reading: UTF-8 JSON with every field of the right type, a finite temperature and,
+    where the bounds are given, ``not_before_ms <= ts <= processing time + max_ahead_ms``."""
+    r = p.r
+    valid = (
+        r.isNotNull()
+        & F.is_valid_utf8(p.raw)
+        & r.device_id.isNotNull()
+        & r.temperature.isNotNull()
+        & r.ts.isNotNull()
+        & (F.abs(r.temperature) < F.lit(float("inf")))  # neither NaN (greater than infinity in Spark) nor infinite
+    )
+    if not_before_ms is not None:
+        valid &= r.ts >= F.lit(not_before_ms)
+    if max_ahead_ms is not None:
+        valid &= r.ts <= F.unix_millis(F.current_timestamp()) + F.lit(max_ahead_ms)
+    return F.coalesce(valid, F.lit(False))
 
 
-def parse_readings(df: DataFrame, body: str = "body", observe_as: str | None = None) -> DataFrame:
+def parse_readings(
+    df: DataFrame,
+    body: str = "body",
+    observe_as: str | None = None,
+    not_before_ms: int | None = NOT_BEFORE_MS,
+    max_ahead_ms: int | None = MAX_AHEAD_MS,
+) -> DataFrame:
     """Readings ``device_id string, temperature double, ts timestamp`` from JSON bodies.
 
-    ``body`` may be binary (UTF-8) or string. Malformed rows (not JSON, a
-    missing field, a value of the wrong type such as ``"ts": "soon"``, NaN)
-    are dropped here; :func:`malformed_readings` returns exactly those rows,
-    for a dead-letter sink. Extra JSON fields are ignored.
+    ``body`` may be binary (UTF-8) or string. Malformed rows (not JSON, not
+    UTF-8, a missing field, a value of the wrong type such as ``"ts": "soon"``,
+    a temperature that is NaN or infinite) are dropped here;
+    :func:`malformed_readings` returns exactly those rows, for a dead-letter
+    sink. Extra JSON fields are ignored.
+
+    Implausible event times count as malformed too: a ``ts`` before
+    ``not_before_ms`` (default 2000-01-01) or more than ``max_ahead_ms``
+    (default 5 minutes) ahead of the processing time (the micro-batch's
+    timestamp). One reading from a clock in the year 2100 would otherwise move
+    the watermark there, close every open window and drop every later reading
+    as late; ``None`` turns a bound off.
 
     ``observe_as``: count every micro-batch's ``messages`` and ``malformed``
     rows as Spark observed metrics under this name (a query's progress shows
@@ -48,19 +83,21 @@ def parse_readings(df: DataFrame, body: str = "body", observe_as: str | None = N
     """
     p = _parsed(df, body)
     if observe_as:
-        valid = F.coalesce(_valid(p.r), F.lit(False))
-        p = p.observe(observe_as, F.count(F.lit(1)).alias("messages"), F.count_if(~valid).alias("malformed"))
-    return p.where(_valid(p.r)).select(
+        malformed = F.count_if(~_valid(p, not_before_ms, max_ahead_ms)).alias("malformed")
+        p = p.observe(observe_as, F.count(F.lit(1)).alias("messages"), malformed)
+    return p.where(_valid(p, not_before_ms, max_ahead_ms)).select(
         p.r.device_id.alias("device_id"),
         p.r.temperature.alias("temperature"),
         F.timestamp_millis(p.r.ts).alias("ts"),
     )
 
 
-def malformed_readings(df: DataFrame, body: str = "body") -> DataFrame:
+def malformed_readings(
+    df: DataFrame, body: str = "body", not_before_ms: int | None = NOT_BEFORE_MS, max_ahead_ms: int | None = MAX_AHEAD_MS
+) -> DataFrame:
     """The rows :func:`parse_readings` drops, as ``raw string`` (the body as text)."""
     p = _parsed(df, body)
-    return p.where(~F.coalesce(_valid(p.r), F.lit(False))).select("raw")
+    return p.where(~_valid(p, not_before_ms, max_ahead_ms)).select("raw")
 
 
 def windowed_max(
@@ -80,8 +117,8 @@ def windowed_max(
     whose event time is older than the watermark when it arrives is dropped.
     On batch DataFrames the watermark has no effect (nothing is late).
 
-    ``deduplicate``: a reading is identified by ``(device_id, ts)``; a second
-    copy arriving within the watermark is dropped before it is counted. Devices
+    ``deduplicate``: a reading repeated verbatim (same ``device_id``, ``ts`` and
+    ``temperature``) within the watermark is dropped before it is counted. Devices
     resend readings whose acknowledgement they did not see (AMQP at-least-once),
     so without this a lost connection could inflate ``count``. Spark reports
     what it dropped as ``numDroppedDuplicateRows`` in the query progress.
@@ -89,7 +126,7 @@ def windowed_max(
     top = F.max(F.struct(F.col("temperature"), F.col("device_id"))).alias("top")
     readings = readings.withWatermark("ts", watermark)
     if deduplicate:
-        keys = ["device_id", "ts"]
+        keys = ["device_id", "ts", "temperature"]
         readings = readings.dropDuplicatesWithinWatermark(keys) if readings.isStreaming else readings.dropDuplicates(keys)
     return (
         readings.groupBy(F.window("ts", window).alias("w"))

@@ -17,8 +17,9 @@ which makes ties possible on purpose (window maxima must break them
 deterministically).
 
 Late events: a fraction of readings carries an event time ``late_by_ms``
-earlier than nominal, so they arrive after readings with later event times
-(out of order). With ``late_by_ms`` below the Spark job's watermark no late
+earlier than nominal (a millisecond or a few more where the device has an
+on-time reading at that instant: one device never has two readings with the
+same time), so they arrive after readings with later event times (out of order). With ``late_by_ms`` below the Spark job's watermark no late
 reading is ever dropped by the job; above it, some are (by design).
 
 Pitfall: the sequence depends only on the seed and the constructor arguments,
@@ -138,9 +139,31 @@ class TemperatureModel:
         cycle = np.sin(2 * np.pi * (ts / DAY_MS - self._phase))
         temp = self._base + self._amplitude * cycle + self._walk + self._noise_rng.normal(0.0, c.noise_sd, n)
         temp = temp + np.where(self._spike_rng.random(n) < c.spike_fraction, c.spike_size, 0.0)
-        ts = ts - np.where(self._late_rng.random(n) < c.late_fraction, c.late_by_ms, 0)
+        late = self._late_rng.random(n) < c.late_fraction
+        out = []
+        for i in range(n):
+            t = int(ts[i])
+            if late[i]:
+                t = self._free_time(i, t - c.late_by_ms)
+            out.append(Reading(self._ids[i], round(float(temp[i]), 2), t))
         self._k += n
-        return [Reading(self._ids[i], round(float(temp[i]), 2), int(ts[i])) for i in range(n)]
+        return out
+
+    def _free_time(self, device: int, t: int) -> int:
+        """``t``, or the closest earlier millisecond at which ``device`` has no on-time reading.
+
+        A device measures once per instant: a late reading must not share its event time with
+        another reading of the same device (consumers may treat ``(device_id, ts)`` as identity).
+        """
+        c, n = self.config, self.config.devices
+        while True:
+            around = int((t - c.start_ms) * c.rate // 1000)
+            taken = any(
+                k % n == device and self.nominal_ts(k) == t for k in range(max(0, around - n - 1), around + n + 2)
+            )
+            if not taken:
+                return t
+            t -= 1
 
     def take(self, count: int) -> list[Reading]:
         """The next ``count`` readings, in send order."""

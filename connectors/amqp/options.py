@@ -6,6 +6,7 @@ raises :class:`AmqpOptionError` naming the option and listing the valid ones.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -158,6 +159,19 @@ def _bool(opts: Mapping[str, str], key: str, default: bool) -> bool:
     raise AmqpOptionError(f"option {key!r} must be true or false, got {raw!r}")
 
 
+# scheme (or none at all: the lookahead stops a scheme being taken for a user), user, ":" and the rest up to the last "@"
+_CREDENTIALS = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://|(?![A-Za-z][A-Za-z0-9+.-]*://))([^:/@]*):.*@")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of ``user:password@`` masked, safe for messages and logs.
+
+    The mask reaches the last ``@``, so a password that was not percent-encoded (holding
+    ``/``, ``:`` or ``@``) does not show either.
+    """
+    return _CREDENTIALS.sub(r"\1\2:***@", url)
+
+
 def parse_endpoints(raw: str | None) -> tuple[Endpoint, ...]:
     if not raw:
         raise AmqpOptionError("option 'url' is required, e.g. .option('url', 'amqp://127.0.0.1:5672')")
@@ -167,13 +181,13 @@ def parse_endpoints(raw: str | None) -> tuple[Endpoint, ...]:
             continue
         parsed = urlsplit(part if "://" in part else f"amqp://{part}")
         if parsed.scheme not in ("amqp", "amqps"):
-            raise AmqpOptionError(f"option 'url': scheme must be amqp or amqps, got {parsed.scheme!r} in {part!r}")
+            raise AmqpOptionError(f"option 'url': scheme must be amqp or amqps, got {parsed.scheme!r} in {redact_url(part)!r}")
         try:
             port = parsed.port or (5671 if parsed.scheme == "amqps" else 5672)
         except ValueError:
-            raise AmqpOptionError(f"option 'url': bad port in {part!r}") from None
+            raise AmqpOptionError(f"option 'url': bad port in {redact_url(part)!r}") from None
         if not parsed.hostname:
-            raise AmqpOptionError(f"option 'url': no host in {part!r}")
+            raise AmqpOptionError(f"option 'url': no host in {redact_url(part)!r}")
         endpoints.append(
             Endpoint(
                 parsed.scheme,

@@ -1,10 +1,14 @@
-"""Fixtures for the bridge tests: an in-process bridge on free ports, and small Kafka helpers."""
+"""Fixtures for the bridge tests: an in-process bridge on free ports, ``python -m bridge`` as a process, small Kafka helpers."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +16,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bridge import Bridge, BridgeSettings
+from bridge.readiness import BridgeNotReady, wait_until_ready
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -104,3 +111,58 @@ def wait_committed(bootstrap: str, topic: str, group: str, expected: int, partit
         time.sleep(0.1)  # polling the broker's committed offset (the signal itself), not a fixed wait
         value = committed(bootstrap, topic, group, partition)
     return value
+
+
+def wait_ready(http_port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+    """Wait for the bridge process's ``/readyz``; fail with the tail of its log if it is not ready."""
+    try:
+        wait_until_ready(f"http://127.0.0.1:{http_port}", timeout, proc)
+    except BridgeNotReady as exc:
+        raise AssertionError(f"{exc}:\n{log.read_text()[-3000:]}") from None
+
+
+class BridgeProcess:
+    """``python -m bridge`` on free ports, its output in ``log``; ``args`` and ``env`` are added to the command and environment."""
+
+    def __init__(self, kafka_bootstrap: str, log: Path, args: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
+        self.amqp_port, self.http_port = free_port(), free_port()
+        self.kafka_bootstrap = kafka_bootstrap
+        self.log = log
+        self.args = list(args)
+        self.env = dict(env or {})
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://127.0.0.1:{self.amqp_port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "bridge",
+            "--amqp-port",
+            str(self.amqp_port),
+            "--http-port",
+            str(self.http_port),
+            "--kafka-bootstrap",
+            self.kafka_bootstrap,
+            *self.args,
+        ]
+        env = dict(os.environ, PYTHONPATH=str(ROOT), **self.env)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=out)
+        wait_ready(self.http_port, self.proc, self.log, timeout)
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)

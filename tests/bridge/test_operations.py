@@ -9,6 +9,7 @@ import urllib.request
 import pytest
 from proton import Message
 
+from bridge.logs import JsonFormatter
 from tests.bridge.clients import receive, send
 from tests.bridge.conftest import consume
 
@@ -37,7 +38,8 @@ def test_sasl_plain_credentials(start_bridge, kafka_bootstrap, unique_name, capl
     assert [m.body for m in got.messages] == [b"hi"]
     assert [r.value() for r in consume(kafka_bootstrap, topic, 1)] == [b"hi"]
     assert "bridge_auth_failures_total 2.0" in bridge.metrics.render().decode()
-    assert "s3cret-pw" not in caplog.text
+    json_log = "\n".join(JsonFormatter().format(record) for record in caplog.records)  # with the extra fields
+    assert "connection authenticated" in json_log and "s3cret-pw" not in json_log
 
 
 def test_metrics_health_and_readiness(start_bridge, unique_name):

@@ -7,70 +7,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from proton import Message
 
 from tests.bridge.clients import send
-from tests.bridge.conftest import consume, free_port
+from tests.bridge.conftest import ROOT, BridgeProcess, consume, free_port, wait_ready
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class BridgeProcess:
-    def __init__(self, kafka_bootstrap: str, log: Path) -> None:
-        self.amqp_port, self.http_port = free_port(), free_port()
-        self.kafka_bootstrap = kafka_bootstrap
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"amqp://127.0.0.1:{self.amqp_port}"
-
-    def start(self, timeout: float = 30.0) -> None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "bridge",
-            "--amqp-port",
-            str(self.amqp_port),
-            "--http-port",
-            str(self.http_port),
-            "--kafka-bootstrap",
-            self.kafka_bootstrap,
-        ]
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=out)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/readyz", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.05)  # readiness probe retry: the signal is the HTTP answer itself
-        raise TimeoutError("bridge process not ready:\n" + self.log.read_text()[-3000:])
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, sig)
-
-    def wait(self, timeout: float) -> int:
-        assert self.proc is not None
-        return self.proc.wait(timeout)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 @pytest.fixture
@@ -171,14 +116,7 @@ def test_workers_share_the_port(kafka_bootstrap, unique_name, tmp_path):
         )
     try:
         for port in (http_port, http_port + 1):
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
-                        break
-                except OSError:
-                    assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-3000:]
-                    time.sleep(0.05)  # readiness probe retry
+            wait_ready(port, proc, log)
         topic = unique_name("workers")
         for conn in range(16):  # the kernel spreads connections over the workers by their 4-tuple
             assert send(f"amqp://127.0.0.1:{amqp_port}", topic, [Message(body=f"{conn}".encode(), inferred=True)]).outcomes == [

@@ -28,6 +28,7 @@ from tests import amqp_clients
 from tests.conftest import wait_for
 from tests.jobs.oracle import expected_windows
 from tests.kafka_clients import consume as _consume_records
+from tests.simulator_runs import temperature_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(360)]
 
@@ -38,12 +39,10 @@ WATERMARK_MS = 10_000
 
 def publish(amqp_url: str, address: str, accepted_log: Path) -> list:
     """4000 readings of 10 devices over 20 s of event time (sent in 2 s), 5 % of them 4 s late."""
-    cmd = [
-        sys.executable, "-m", "simulators.temperature", "--url", amqp_url, "--address", address,
-        "--devices", "10", "--rate", "2000", "--time-scale", "10", "--count", "4000", "--seed", "11",
-        "--start-ms", str(START_MS), "--late-fraction", "0.05", "--late-by", "4",
-        "--accepted-log", str(accepted_log), "--quiet",
-    ]  # fmt: skip
+    cmd = temperature_command(
+        url=amqp_url, address=address, devices=10, rate=2000, time_scale=10, count=4000, seed=11,
+        start_ms=START_MS, late_fraction=0.05, late_by=4, accepted_log=accepted_log, quiet=True,
+    )  # fmt: skip
     done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, done.stderr
     return read_accepted_log(accepted_log)

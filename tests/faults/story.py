@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -32,15 +31,15 @@ from simulators.model import Reading
 from tests import amqp_clients
 from tests.conftest import wait_for
 from tests.jobs.oracle import expected_windows
+from tests.simulator_runs import temperature_command
 
 START_MS = 1_764_370_000_000  # event time of the first reading, aligned to 5 s windows
 WATERMARK_MS = 10_000
 
 
-def reading_key(body: str | bytes) -> tuple[str, int]:
-    """A reading's identity: ``(device_id, ts)``."""
-    r = json.loads(body)
-    return r["device_id"], r["ts"]
+def reading_key(body: str | bytes) -> Reading:
+    """A reading as its identity: a resent reading is the same ``device_id``, ``ts`` and ``temperature``."""
+    return Reading.from_json(body)
 
 
 @dataclass
@@ -130,12 +129,10 @@ class Story:
 
     def start_simulator(self, count: int, rate: float, seed: int) -> Child:
         s = self.settings
-        cmd = [
-            sys.executable, "-m", "simulators.temperature", "--url", self.amqp_url, "--address", s.temperature_address,
-            "--devices", "20", "--rate", str(rate), "--count", str(count), "--seed", str(seed),
-            "--time-scale", "10", "--start-ms", str(START_MS), "--accepted-log", str(s.accepted_log),
-            "--drain-timeout", "120", "--quiet",
-        ]  # fmt: skip
+        cmd = temperature_command(
+            url=self.amqp_url, address=s.temperature_address, devices=20, rate=rate, count=count, seed=seed,
+            time_scale=10, start_ms=START_MS, accepted_log=s.accepted_log, drain_timeout=120, quiet=True,
+        )  # fmt: skip
         return self._start("simulator", cmd)
 
     def kill(self, name: str) -> None:
@@ -161,8 +158,8 @@ class Story:
 
     def wait_outputs(self, accepted: list[Reading], timeout: float) -> list[dict]:
         """Wait until every accepted reading is in Kafka and every closed window on Kafka ``max``."""
-        keys = {(r.device_id, r.ts) for r in accepted}
-        expected = expected_windows(set_of(accepted), 5000, closed_before_ms=max(r.ts for r in accepted) - WATERMARK_MS)
+        keys = set(accepted)
+        expected = expected_windows(list(dict.fromkeys(accepted)), 5000, closed_before_ms=max(r.ts for r in accepted) - WATERMARK_MS)
         starts = {w["window_start"] for w in expected}
 
         def done() -> bool:
@@ -184,7 +181,7 @@ class Story:
         with self._lock:
             readings = [reading_key(v) for v in self._kafka[s.temperature_topic]]
             kafka_results = [json.loads(v) for v in self._kafka[s.max_topic]]
-        keys = {(r.device_id, r.ts) for r in accepted}
+        keys = set(accepted)
         return Outcome(
             accepted=len(accepted),
             accepted_distinct=len(keys),
@@ -229,10 +226,3 @@ class Story:
         with self._lock:
             self._kafka[topic].append(value)
 
-
-def set_of(readings: list[Reading]) -> list[Reading]:
-    """Each reading once (a resent reading is the same ``(device_id, ts)``), first copy kept."""
-    seen: dict[tuple[str, int], Reading] = {}
-    for r in readings:
-        seen.setdefault((r.device_id, r.ts), r)
-    return list(seen.values())

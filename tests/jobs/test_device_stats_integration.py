@@ -15,6 +15,7 @@ from simulators import temperature as temperature_cli
 from simulators.feed import read_accepted_log
 from tests.jobs.oracle import iso
 from tests.kafka_clients import consume as consume_records
+from tests.simulator_runs import temperature_args
 
 pytestmark = pytest.mark.integration
 
@@ -31,36 +32,11 @@ def test_device_stats_job_from_kafka(
     source, stats_topic, outliers_topic = unique_name("temperature"), unique_name("stats"), unique_name("outliers")
     log = tmp_path / "accepted.jsonl"
     # 3 devices, 3 minutes of event time (1 reading per device per second) sent in 3 s, with spikes.
-    assert (
-        temperature_cli.main(
-            [
-                "--kafka-bootstrap",
-                kafka_bootstrap,
-                "--address",
-                source,
-                "--devices",
-                "3",
-                "--rate",
-                "180",
-                "--time-scale",
-                "60",
-                "--count",
-                "540",
-                "--seed",
-                "3",
-                "--start-ms",
-                str(START_MS),
-                "--spike-fraction",
-                "0.02",
-                "--spike-size",
-                "15",
-                "--accepted-log",
-                str(log),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    argv = temperature_args(
+        kafka_bootstrap=kafka_bootstrap, address=source, devices=3, rate=180, time_scale=60, count=540, seed=3,
+        start_ms=START_MS, spike_fraction=0.02, spike_size=15, accepted_log=log, quiet=True,
+    )  # fmt: skip
+    assert temperature_cli.main(argv) == 0
     accepted = read_accepted_log(log)
     # Watermark 1 min behind the last reading (~3 min): the first minute is closed, per device.
     first_minute = [r for r in accepted if r.ts < START_MS + 60_000]

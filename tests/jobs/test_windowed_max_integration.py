@@ -21,6 +21,7 @@ from simulators.messages import message_to_json
 from tests import amqp_clients
 from tests.jobs.oracle import expected_windows
 from tests.kafka_clients import consume as _consume_records
+from tests.simulator_runs import temperature_args
 
 pytestmark = pytest.mark.integration
 
@@ -39,31 +40,10 @@ def test_windowed_max_job_matches_the_accepted_readings(
     # 8000 readings from 10 devices over 40 s of event time (sent in 4 s), 5 % of them 4 s late.
     assert (
         temperature_cli.main(
-            [
-                "--url",
-                amqp_url,
-                "--address",
-                source,
-                "--devices",
-                "10",
-                "--rate",
-                "2000",
-                "--time-scale",
-                "10",
-                "--count",
-                "8000",
-                "--seed",
-                "5",
-                "--start-ms",
-                str(START_MS),
-                "--late-fraction",
-                "0.05",
-                "--late-by",
-                "4",
-                "--accepted-log",
-                str(log),
-                "--quiet",
-            ]
+            temperature_args(
+                url=amqp_url, address=source, devices=10, rate=2000, time_scale=10, count=8000, seed=5,
+                start_ms=START_MS, late_fraction=0.05, late_by=4, accepted_log=log, quiet=True,
+            )  # fmt: skip
         )
         == 0
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -51,8 +52,26 @@ def test_parse_readings_keeps_good_rows_and_routes_bad_ones(spark: SparkSession)
 
 
 def test_parse_readings_accepts_string_bodies(spark: SparkSession) -> None:
-    df = spark.createDataFrame([('{"device_id": "d", "temperature": 1.5, "ts": 5000}',)], "body string")
-    assert [tuple(r) for r in parse_readings(df).collect()] == [("d", 1.5, utc(5000))]
+    df = spark.createDataFrame([(f'{{"device_id": "d", "temperature": 1.5, "ts": {T0}}}',)], "body string")
+    assert [tuple(r) for r in parse_readings(df).collect()] == [("d", 1.5, utc(T0))]
+
+
+def test_implausible_times_infinities_and_invalid_utf8_are_malformed(spark: SparkSession) -> None:
+    now_ms = int(time.time() * 1000)
+    good = [T0, now_ms + 60_000]  # a clock a minute ahead is still plausible (default bound: 5 minutes)
+    bad_ts = [-1_000, 5_000, 946_684_799_999, now_ms + 600_000, 4_102_444_800_000, 2**63 - 1, -(2**63) + 1]
+    bodies = [json.dumps({"device_id": "d", "temperature": 20.5, "ts": ts}).encode() for ts in good + bad_ts] + [
+        b'{"device_id": "d", "temperature": 1e999, "ts": 1764370000001}',
+        b'{"device_id": "d", "temperature": -Infinity, "ts": 1764370000002}',
+        b'{"device_id": "d\xff\xfe", "temperature": 20.5, "ts": 1764370000003}',  # Spark alone would read "d\ufffd\ufffd"
+    ]
+    df = spark.createDataFrame([(b,) for b in bodies], "body binary")
+    assert [r.ts for r in parse_readings(df).orderBy("ts").collect()] == [utc(ts) for ts in good]
+    assert malformed_readings(df).count() == len(bodies) - len(good)
+    # The bounds are parameters; without them an old or a future clock is a reading (but still not ts beyond timestamp range).
+    in_range = df.where(~F.col("body").cast("string").contains(str(2**63 - 1)) & ~F.col("body").cast("string").contains(str(-(2**63) + 1)))
+    unbounded = parse_readings(in_range, not_before_ms=None, max_ahead_ms=None)
+    assert [r.ts for r in unbounded.orderBy("ts").collect()] == [utc(ts) for ts in sorted(good + bad_ts[:5])]
 
 
 def test_windowed_max_exact_rows_with_out_of_order_and_late_readings(spark: SparkSession) -> None:
@@ -78,6 +97,9 @@ def test_a_resent_reading_is_counted_once(spark: SparkSession) -> None:
     rows = [("device-1", 20.0, T0 + 10), ("device-2", 21.0, T0 + 20), ("device-1", 20.0, T0 + 10), ("device-2", 21.0, T0 + 20)]
     assert collect(windowed_max(readings(spark, rows))) == [(utc(T0), utc(T0 + 5_000), 21.0, "device-2", 2)]
     assert collect(windowed_max(readings(spark, rows), deduplicate=False))[0][-1] == 4
+    # Same device and time but another value is another reading (e.g. a simulator's late copy), not a resend.
+    other = [("device-1", 20.0, T0 + 10), ("device-1", 20.5, T0 + 10)]
+    assert collect(windowed_max(readings(spark, other))) == [(utc(T0), utc(T0 + 5_000), 20.5, "device-1", 2)]
 
 
 def test_ties_go_to_the_greatest_device_id_whatever_the_order(spark: SparkSession) -> None:

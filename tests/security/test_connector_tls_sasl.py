@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from proton import Message
 
-from services import ServiceSettings
 from services.artemis import ArtemisService
-from services.fetch import fetch_artemis
 from services.settings import free_port
 from tests import amqp_clients
 from tests.conftest import wait_for
+from tests.security.brokers import private_broker
 from tests.security.certificates import TestPki, make_pki
 
 pytestmark = pytest.mark.integration
@@ -24,15 +22,9 @@ pytestmark = pytest.mark.integration
 def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ArtemisService, TestPki]]:
     root = tmp_path_factory.mktemp("tls")
     pki = make_pki(root / "pki")
-    settings = ServiceSettings.from_env().with_free_ports(root / "run")
-    settings = replace(settings, amqps_port=free_port(), tls_keystore=pki.server_p12, tls_keystore_password=pki.p12_password)
-    broker = ArtemisService(settings, fetch_artemis(settings))
-    broker.start()
-    try:
-        broker.wait_ready(90)
+    tls = {"amqps_port": free_port(), "tls_keystore": pki.server_p12, "tls_keystore_password": pki.p12_password}
+    with private_broker(root / "run", **tls) as broker:
         yield broker, pki
-    finally:
-        broker.stop()
 
 
 def test_source_and_sink_over_tls_with_sasl_plain(spark, tls_broker: tuple[ArtemisService, TestPki], tmp_path: Path) -> None:

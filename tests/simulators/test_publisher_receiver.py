@@ -21,6 +21,7 @@ from simulators.amqp_publisher import AmqpPublisher, publish_amqp
 from simulators.feed import AcceptedLog, ReadingFeed, read_accepted_log
 from simulators.model import ModelConfig, Reading, TemperatureModel
 from simulators.pacing import Pacer
+from tests.simulator_runs import temperature_args
 from tests.simulators.fake_peer import FakePeer
 
 pytestmark = pytest.mark.unit
@@ -67,29 +68,10 @@ def test_rejected_deliveries_are_counted_not_resent(peer_factory: list[FakePeer]
 def test_cli_writes_the_accepted_log_and_exits_zero(peer_factory: list[FakePeer], tmp_path: Path) -> None:
     peer = start_peer(peer_factory, policy=lambda i, m: "release" if i == 5 else "accept")
     log = tmp_path / "accepted.jsonl"
-    argv = [
-        "--url",
-        peer.url,
-        "--address",
-        "temperature",
-        "--devices",
-        "5",
-        "--rate",
-        "2000",
-        "--count",
-        "300",
-        "--seed",
-        "9",
-        "--start-ms",
-        "1764370000000",
-        "--late-fraction",
-        "0.1",
-        "--late-by",
-        "3",
-        "--accepted-log",
-        str(log),
-        "--quiet",
-    ]
+    argv = temperature_args(
+        url=peer.url, address="temperature", devices=5, rate=2000, count=300, seed=9, start_ms=1764370000000,
+        late_fraction=0.1, late_by=3, accepted_log=log, quiet=True,
+    )  # fmt: skip
     assert temperature_cli.main(argv) == 0
     lines = log.read_text().splitlines()
     assert len(lines) == 300 and all(json.loads(line).keys() == {"device_id", "temperature", "ts"} for line in lines)
@@ -104,7 +86,7 @@ def test_cli_writes_the_accepted_log_and_exits_zero(peer_factory: list[FakePeer]
 def test_cli_duration_bounds_the_run(peer_factory: list[FakePeer]) -> None:
     peer = start_peer(peer_factory)
     started = time.monotonic()
-    assert temperature_cli.main(["--url", peer.url, "--rate", "100", "--duration", "0.5", "--quiet"]) == 0
+    assert temperature_cli.main(temperature_args(url=peer.url, rate=100, duration=0.5, quiet=True)) == 0
     assert time.monotonic() - started < 10
     assert 45 <= len(peer.accepted) <= 50
 

@@ -19,6 +19,7 @@ from simulators.feed import read_accepted_log
 from simulators.messages import message_to_reading
 from simulators.model import ModelConfig, TemperatureModel
 from tests import amqp_clients
+from tests.simulator_runs import temperature_args, temperature_command
 
 pytestmark = pytest.mark.integration
 
@@ -26,30 +27,12 @@ N = 2000
 START_MS = 1_764_370_000_000
 
 
-def publish(url_args: list[str], address: str, log: Path, extra: list[str] = ()) -> int:  # type: ignore[assignment]
-    argv = [
-        *url_args,
-        "--address",
-        address,
-        "--devices",
-        "20",
-        "--rate",
-        "2000",
-        "--count",
-        str(N),
-        "--seed",
-        "11",
-        "--start-ms",
-        str(START_MS),
-        "--late-fraction",
-        "0.05",
-        "--late-by",
-        "4",
-        "--accepted-log",
-        str(log),
-        "--quiet",
-        *extra,
-    ]
+def publish(address: str, log: Path, **connection: object) -> int:
+    """N readings of 20 devices (seed 11), 5 % of them 4 s late, to ``url=...`` or ``kafka_bootstrap=...``."""
+    argv = temperature_args(
+        **connection, address=address, devices=20, rate=2000, count=N, seed=11, start_ms=START_MS,
+        late_fraction=0.05, late_by=4, accepted_log=log, quiet=True,
+    )  # fmt: skip
     return temperature_cli.main(argv)
 
 
@@ -62,7 +45,7 @@ def test_publish_to_artemis_and_receive_what_was_accepted(
     amqp_url: str, unique_name: Callable[[str], str], tmp_path: Path
 ) -> None:
     address, log = unique_name("temperature"), tmp_path / "accepted.jsonl"
-    assert publish(["--url", amqp_url], address, log) == 0
+    assert publish(address, log, url=amqp_url) == 0
     accepted = read_accepted_log(log)
     assert sorted(accepted, key=lambda r: (r.ts, r.device_id)) == sorted(expected(), key=lambda r: (r.ts, r.device_id))
     messages = amqp_clients.receive(amqp_url, address, N, timeout=60)
@@ -76,7 +59,7 @@ def test_publish_to_artemis_and_receive_what_was_accepted(
 
 def test_publish_to_kafka_directly(kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
     topic, log = unique_name("temperature"), tmp_path / "accepted.jsonl"
-    assert publish(["--kafka-bootstrap", kafka_bootstrap], topic, log) == 0
+    assert publish(topic, log, kafka_bootstrap=kafka_bootstrap) == 0
     accepted = read_accepted_log(log)
     assert len(accepted) == N
     consumer = Consumer(
@@ -127,23 +110,10 @@ def test_sigterm_stops_an_unbounded_publisher_cleanly(amqp_url: str, unique_name
     import os
     import signal
     import subprocess
-    import sys
 
     log = tmp_path / "accepted.jsonl"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "simulators.temperature",
-            "--url",
-            amqp_url,
-            "--address",
-            unique_name("temperature"),
-            "--rate",
-            "500",
-            "--accepted-log",
-            str(log),
-        ],
+        temperature_command(url=amqp_url, address=unique_name("temperature"), rate=500, accepted_log=log),
         cwd=Path(__file__).resolve().parents[2],
         stderr=subprocess.PIPE,
         text=True,
