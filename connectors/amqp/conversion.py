@@ -15,6 +15,14 @@ amqp-sequence                              epoch ms, UUIDs and symbols as string
 
 Application property values become strings the same way (strings as they are).
 
+Hostile input never fails the stream. A message whose sections proton cannot turn into
+Python values still becomes one row: a body nested deeper than Python's recursion limit
+(e.g. an AMQP list 10,000 deep) is passed as its AMQP encoding, an amqp-value string that
+is not UTF-8 as its bytes as sent, and a message that is not well-formed AMQP (a body
+section cut short, which proton would read as no body) as the bytes that came;
+any other field that cannot be read (a subject that is not UTF-8) is null. A
+``creation_time`` outside years 1..9999 (what Spark and Python can represent) is null.
+
 Sink direction: a string ``body`` is sent as an amqp-value string (a JMS TextMessage), a
 binary one as a data section (a JMS BytesMessage).
 """
@@ -108,11 +116,21 @@ def _id_to_str(value: Any) -> str | None:
     return str(value)
 
 
-def _epoch_ms_to_datetime(seconds: float | None) -> dt.datetime | None:
+# creation_time outside these (years 1..9999, in seconds) is out of reach of Python's datetime and Spark's collect
+_MIN_TIME_S = (dt.datetime(1, 1, 2, tzinfo=UTC) - dt.datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()
+_MAX_TIME_S = (dt.datetime(9999, 12, 31, tzinfo=UTC) - dt.datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()
+
+
+def _creation_seconds(seconds: float | None) -> float | None:
     # proton gives creation_time as float seconds since the epoch; 0 means "not set".
-    if not seconds:
+    if not seconds or not _MIN_TIME_S <= seconds <= _MAX_TIME_S:
         return None
-    return dt.datetime.fromtimestamp(seconds, tz=UTC)
+    return seconds
+
+
+def _epoch_ms_to_datetime(seconds: float | None) -> dt.datetime | None:
+    seconds = _creation_seconds(seconds)
+    return None if seconds is None else dt.datetime.fromtimestamp(seconds, tz=UTC)
 
 
 def _content_type(message: Message) -> str | None:
@@ -126,18 +144,104 @@ def bare_message_digest(encoded: bytes) -> bytes:
 
     The header (delivery count, first-acquirer, ...) and the delivery and message
     annotations are left out, so a redelivered message has the digest of its first delivery.
+    Never raises: a message proton cannot decode is digested from its bytes, with the same
+    sections left out.
     """
     import hashlib
 
-    message = decode_message(encoded)
-    message.delivery_count = 0
-    message.first_acquirer = False
-    message.durable = False
-    message.priority = 4
-    message.ttl = 0
-    message.instructions = None
-    message.annotations = None
-    return hashlib.blake2b(message.encode(), digest_size=16).digest()
+    try:
+        amqp_sections(encoded)  # proton takes some malformed input for an empty message
+        message = decode_message(encoded)
+        message.delivery_count = 0
+        message.first_acquirer = False
+        message.durable = False
+        message.priority = 4
+        message.ttl = 0
+        message.instructions = None
+        message.annotations = None
+        bare = bytes(message.encode())
+    except Exception:  # noqa: BLE001 - RecursionError, UnicodeDecodeError, proton's own errors: see the module docstring
+        try:
+            bare = b"".join(encoded[start:end] for code, start, end in amqp_sections(encoded) if code not in _BROKER_SECTIONS)
+        except ValueError:
+            bare = encoded
+        bare = b"raw:" + bare
+    return hashlib.blake2b(bare, digest_size=16).digest()
+
+
+# Section codes (AMQP 1.0 part 3.2): what a broker may change on redelivery, and the body.
+_BROKER_SECTIONS = frozenset({0x70, 0x71, 0x72})  # header, delivery-annotations, message-annotations
+_DATA, _SEQUENCE, _VALUE = 0x75, 0x76, 0x77
+_FIXED_WIDTH = {0x4: 0, 0x5: 1, 0x6: 2, 0x7: 4, 0x8: 8, 0x9: 16}  # by the constructor's high nibble (part 1.6)
+
+
+def _value_end(buf: bytes, pos: int, depth: int = 0) -> int:
+    """Where the AMQP-encoded value starting at ``pos`` ends, from its constructor alone (no decoding)."""
+    code = buf[pos]
+    if code == 0x00:  # described: a descriptor, then the value
+        if depth >= 4:
+            raise ValueError("descriptors nested too deep")
+        return _value_end(buf, _value_end(buf, pos + 1, depth + 1), depth + 1)
+    nibble = code >> 4
+    if nibble in _FIXED_WIDTH:
+        end = pos + 1 + _FIXED_WIDTH[nibble]
+    elif nibble in (0xA, 0xC, 0xE):
+        end = pos + 2 + buf[pos + 1]
+    elif nibble in (0xB, 0xD, 0xF):
+        end = pos + 5 + int.from_bytes(buf[pos + 1 : pos + 5], "big")
+    else:
+        raise ValueError(f"no AMQP type has constructor 0x{code:02x}")
+    if end > len(buf):
+        raise ValueError("value cut short")
+    return end
+
+
+def amqp_sections(encoded: bytes) -> list[tuple[int, int, int]]:
+    """An encoded message's sections as ``(section code, value start, value end)``, found without decoding them.
+
+    Raises ``ValueError`` if ``encoded`` is not a sequence of described sections.
+    """
+    sections = []
+    pos = 0
+    try:
+        while pos < len(encoded):
+            if encoded[pos] != 0x00:
+                raise ValueError(f"no section at byte {pos}")
+            start = _value_end(encoded, pos + 1)
+            descriptor = encoded[pos + 1 : start]
+            if descriptor[0] == 0x53:
+                code = descriptor[1]
+            elif descriptor[0] == 0x80:
+                code = int.from_bytes(descriptor[1:9], "big")
+            else:
+                code = -1  # a symbolic descriptor
+            end = _value_end(encoded, start)
+            sections.append((code, start, end))
+            pos = end
+    except IndexError:
+        raise ValueError("message cut short") from None
+    return sections
+
+
+def _body_as_sent(encoded: bytes) -> bytes | None:
+    """The ``body`` column without converting the body: data sections' bytes, an amqp-value
+    string's bytes (unchecked), else the AMQP encoding of the body section values; the whole
+    input if it is not an AMQP message."""
+    try:
+        body = [(code, start, end) for code, start, end in amqp_sections(encoded) if code in (_DATA, _SEQUENCE, _VALUE)]
+    except ValueError:
+        return encoded
+    if not body or (len(body) == 1 and body[0][0] == _VALUE and encoded[body[0][1]] == 0x40):
+        return None  # no body, or an amqp-value null
+
+    def content(start: int, end: int) -> bytes:  # of a binary or string value
+        return encoded[start + (2 if encoded[start] >> 4 == 0xA else 5) : end]
+
+    if all(code == _DATA and encoded[start] in (0xA0, 0xB0) for code, start, _ in body):
+        return b"".join(content(start, end) for _, start, end in body)
+    if len(body) == 1 and body[0][0] == _VALUE and encoded[body[0][1]] in (0xA1, 0xB1):
+        return content(body[0][1], body[0][2])
+    return b"".join(encoded[start:end] for _, start, end in body)
 
 
 def decode_message(encoded: bytes) -> Message:
@@ -192,30 +296,87 @@ def arrow_schema():  # -> pyarrow.Schema; pyarrow is imported lazily (executors 
     )
 
 
+_UNREAD = object()
+
+
+def _guarded(read: Any) -> Any:
+    try:
+        return read()
+    except Exception:  # noqa: BLE001 - a field proton cannot read (e.g. not UTF-8) is null
+        return None
+
+
+def _payload_columns(payload: bytes) -> tuple:
+    """``body, message_id, correlation_id, subject, content_type, creation_time (us), application_properties,
+    durable, priority, delivery_count`` of one logged message; never raises (see the module docstring)."""
+    m = Message()
+    body: Any = _UNREAD
+    try:
+        m.decode(payload)
+        # proton reads a body section cut short as no body at all: keep what came instead
+        body = body_to_bytes(m.body) if m.body is not None else _body_as_sent(payload)
+        return _message_columns(m, body)
+    except Exception:  # noqa: BLE001 - RecursionError, UnicodeDecodeError, proton's errors: the lenient path below
+        pass
+    # proton decodes the sections in C first; a failure after that leaves the fields it read usable.
+    if body is _UNREAD:
+        body = _body_as_sent(payload)
+    props = _guarded(lambda: [(str(k), value_to_str(v)) for k, v in (m.properties or {}).items()]) or []
+    return (
+        body,
+        _guarded(lambda: _id_to_str(m.id)),
+        _guarded(lambda: _id_to_str(m.correlation_id)),
+        _guarded(lambda: m.subject),
+        _guarded(lambda: _content_type(m)),
+        _guarded(lambda: _creation_us(m.creation_time)),
+        props,
+        bool(_guarded(lambda: m.durable)),
+        _guarded(lambda: int(m.priority)),
+        _guarded(lambda: int(m.delivery_count)),
+    )
+
+
+def _creation_us(seconds: float | None) -> int | None:
+    seconds = _creation_seconds(seconds)
+    return None if seconds is None else int(seconds * 1_000_000)
+
+
+def _message_columns(m: Message, body: bytes | None) -> tuple:
+    props = m.properties or {}
+    return (
+        body,
+        _id_to_str(m.id),
+        _id_to_str(m.correlation_id),
+        m.subject,
+        _content_type(m),
+        _creation_us(m.creation_time),
+        [(str(k), value_to_str(v)) for k, v in props.items()],
+        bool(m.durable),
+        int(m.priority),
+        int(m.delivery_count),
+    )
+
+
+_PAYLOAD_COLUMNS = (
+    "body", "message_id", "correlation_id", "subject", "content_type", "creation_time", "application_properties",
+    "durable", "priority", "delivery_count",
+)  # fmt: skip
+
+
 def records_to_arrow(records: list[tuple[int, int, bytes]], address: str, partition: int):  # -> pyarrow.RecordBatch
     """Log records ``(offset, received_ms, encoded message)`` as one Arrow record batch.
 
     Same values as :func:`message_to_row`, built column-wise: about twice as fast into
-    Spark as tuples for large batches.
+    Spark as tuples for large batches. Never raises on a hostile message (module docstring).
     """
     import pyarrow as pa
 
     cols: dict[str, list] = {name: [] for name in SOURCE_COLUMNS}
     for offset, received_ms, payload in records:
-        m = decode_message(payload)
-        props = m.properties or {}
-        cols["body"].append(body_to_bytes(m.body))
+        for name, value in zip(_PAYLOAD_COLUMNS, _payload_columns(payload), strict=True):
+            cols[name].append(value)
         cols["offset"].append(offset)
-        cols["message_id"].append(_id_to_str(m.id))
-        cols["correlation_id"].append(_id_to_str(m.correlation_id))
-        cols["subject"].append(m.subject)
-        cols["content_type"].append(_content_type(m))
-        cols["creation_time"].append(int(m.creation_time * 1_000_000) if m.creation_time else None)
         cols["received_time"].append(received_ms * 1000)
-        cols["application_properties"].append([(str(k), value_to_str(v)) for k, v in props.items()])
-        cols["durable"].append(bool(m.durable))
-        cols["priority"].append(int(m.priority))
-        cols["delivery_count"].append(int(m.delivery_count))
     n = len(records)
     cols["address"] = [address] * n
     cols["partition"] = [partition] * n

@@ -140,3 +140,16 @@ def test_json_mode_round_trips_typed_values(value):
     record = to_record(roundtrip(Message(body=value)), "t", "json")
     back = roundtrip(to_message(KafkaRecord("t", record.value), "json"))
     assert back.body == value
+
+
+def test_creation_time_is_the_record_timestamp_unless_kafka_would_refuse_it():
+    now_ms = 1_764_370_000_000
+    def stamp(seconds: float) -> int | None:
+        return to_record(Message(body="x", creation_time=seconds), "t", now_ms=now_ms).timestamp_ms
+
+    assert stamp(now_ms / 1000 - 86_400) == now_ms - 86_400_000  # a day old: kept
+    assert stamp(-1.0) == -1000  # before 1970: Kafka takes it
+    assert stamp(now_ms / 1000 + 3_599) == now_ms + 3_599_000  # within Kafka's hour ahead
+    # Beyond: Kafka would refuse the record and every record batched with it (INVALID_TIMESTAMP), so Kafka stamps it.
+    assert stamp(now_ms / 1000 + 3_601) is None
+    assert stamp(4_102_444_800.0) is None and stamp(9e15) is None

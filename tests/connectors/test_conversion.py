@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import struct
 import uuid
 
 import pytest
@@ -23,6 +24,7 @@ from connectors.amqp.conversion import (
     row_to_message,
     value_to_str,
 )
+from tests.faults.hostile_corpus import deep_list, deep_map
 
 pytestmark = pytest.mark.unit
 
@@ -140,3 +142,54 @@ def test_arrow_batch_equals_the_rows() -> None:
         want["application_properties"] = list(want["application_properties"].items())
         assert got == want
     assert batch.schema == arrow_schema()
+
+
+def _raw_message(message_id: str, *sections: bytes) -> bytes:
+    """Properties (message-id only) + ``sections``, encoded by hand: what proton will not encode."""
+    props = b"\xd0" + struct.pack(">II", 4 + 2 + len(message_id), 1) + b"\xa1" + bytes([len(message_id)]) + message_id.encode()
+    return b"\x00\x53\x73" + props + b"".join(sections)
+
+
+HOSTILE = {
+    # name: (encoded message with message-id "h", the body column): none of them may fail the batch
+    "list nested 10k": (_raw_message("h", b"\x00\x53\x77" + deep_list(10_000)), deep_list(10_000)),  # its AMQP encoding
+    "map nested 10k": (_raw_message("h", b"\x00\x53\x77" + deep_map(10_000)), deep_map(10_000)),
+    "string not UTF-8": (_raw_message("h", b"\x00\x53\x77\xa1\x04a\xff\xfeb"), b"a\xff\xfeb"),  # its bytes as sent
+    # proton would read this as no body: the row keeps the message's bytes instead
+    "descriptors nested 10k": (_raw_message("h", b"\x00" * 10_000), _raw_message("h", b"\x00" * 10_000)),
+    "data cut short": (_raw_message("h", b"\x00\x53\x75\xb0\x00\x00\x00\x10abc"), _raw_message("h", b"\x00\x53\x75\xb0\x00\x00\x00\x10abc")),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_messages_become_rows_instead_of_failing_the_batch(name: str) -> None:
+    encoded, body = HOSTILE[name]
+    good = Message(body=b"ok", id="good").encode()
+    rows = records_to_arrow([(0, 1, good), (1, 2, encoded), (2, 3, good)], "addr", 0).to_pylist()
+    assert [r["body"] for r in rows] == [b"ok", body, b"ok"]
+    assert [r["message_id"] for r in rows] == ["good", "h", "good"]
+    assert [r["offset"] for r in rows] == [0, 1, 2]
+    assert bare_message_digest(encoded) != bare_message_digest(good)  # never raises
+
+
+def test_fields_that_cannot_be_read_are_null_and_creation_time_stays_in_range() -> None:
+    subject = b"\xa1\x04d\xff\xfe!"  # a subject that is not UTF-8
+    props = b"\xd0" + struct.pack(">II", 4 + 3 + 2 + len(subject), 4) + b"\xa1\x01x" + b"\x40\x40" + subject
+    encoded = b"\x00\x53\x73" + props + b"\x00\x53\x75\xa0\x02ok"
+    (row,) = records_to_arrow([(0, 1, encoded)], "addr", 0).to_pylist()
+    assert (row["body"], row["message_id"], row["subject"]) == (b"ok", "x", None)
+    times = [Message(body="t", creation_time=s).encode() for s in (-1.0, 4_102_444_800.0, 9e15)]
+    got = [r["creation_time"] for r in records_to_arrow([(i, 1, p) for i, p in enumerate(times)], "addr", 0).to_pylist()]
+    assert got == [dt.datetime(1969, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc), dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc), None]
+    assert message_to_row(decode_message(times[2]), "addr", 0, 0, 1)[8] is None
+
+
+def test_digest_of_an_undecodable_message_ignores_what_a_broker_changes() -> None:
+    body = b"\x00\x53\x77" + deep_list(5_000)
+    first = _raw_message("r", body)
+    header = b"\x00\x53\x70\xc0\x03\x02\x41\x40"  # durable, priority null
+    redelivered = b"\x00\x53\x70\xc0\x07\x05\x41\x40\x40\x40\x52\x03" + b"\x00\x53\x72\xc1\x05\x02\xa3\x01xA" + first  # delivery-count 3, annotations
+    assert bare_message_digest(header + first) == bare_message_digest(redelivered) == bare_message_digest(first)
+    assert bare_message_digest(first) != bare_message_digest(_raw_message("s", body))
+    assert bare_message_digest(b"not AMQP") != bare_message_digest(b"not AMQP either")
+    assert bare_message_digest(b"\x00" * 10_000) != bare_message_digest(b"\x00" * 10_001)  # descriptors of descriptors of ...
