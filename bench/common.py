@@ -89,3 +89,17 @@ def raw_receive(url: str, address: str, count: int) -> float:
 
 def report(name: str, rate: float, baseline_name: str, baseline: float) -> None:
     print(f"{name:48s} {rate:10,.0f} msg/s   {rate / baseline:6.2f}x of {baseline_name} ({baseline:,.0f} msg/s)", flush=True)
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of ``pid`` now (``VmRSS`` in /proc/<pid>/status), in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise ProcessLookupError(pid)  # a zombie has no VmRSS
+
+
+def open_fds(pid: int) -> int:
+    """Number of file descriptors ``pid`` holds open now."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
