@@ -264,6 +264,14 @@ class BridgeHandler(MessagingHandler):
         if forwarder is not None:
             forwarder.on_opened()
 
+    def on_transport_error(self, event: Any) -> None:
+        """A connection failed (refused credentials, TLS, a vanished peer): say why, once per failure."""
+        cond = event.transport.condition
+        forwarder = getattr(event.connection, "forwarder", None) if event.connection is not None else None
+        if forwarder is not None:
+            forwarder.on_failed(f"{cond.name}: {cond.description}" if cond else "connection failed")
+        super().on_transport_error(event)  # proton's: logs it, and gives up on refused credentials
+
     def on_disconnected(self, event: Any) -> None:
         conn = event.connection
         if conn is None:

@@ -33,6 +33,7 @@ class Forwarder:
         self.connection: Any = None
         self._links: list[tuple[Link, Any]] = []
         self._opens = 0
+        self._last_failure = ""
         self.connected = False  # the broker connection is open (readiness: a forwarder without it moves nothing)
 
     def start(self, container: Container) -> None:
@@ -70,6 +71,7 @@ class Forwarder:
         replays from the committed offset), so each link gets fresh bridging state."""
         self._opens += 1
         self.connected = True
+        self._last_failure = ""
         log.info("forwarder connected", extra={"broker": redact_url(str(self.connection.url)), "opens": self._opens})
         for link, route in self._links:
             bridged = getattr(link, "bridged", None)
@@ -77,6 +79,12 @@ class Forwarder:
                 continue  # first connection, links bound in start() and still good
             self.core.link_closed(link)
             self._bind(link, route)
+
+    def on_failed(self, reason: str) -> None:
+        """The broker connection failed; logged when the reason changes (not on every retry)."""
+        if reason != self._last_failure:
+            log.warning("forwarder cannot use the broker connection; retrying", extra={"broker": redact_url(str(self.connection.url)), "reason": reason})
+        self._last_failure = reason
 
     def on_lost(self) -> None:
         """The broker connection dropped (proton reconnects with back-off)."""

@@ -136,7 +136,8 @@ class BridgeProcess:
     def url(self) -> str:
         return f"amqp://127.0.0.1:{self.amqp_port}"
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0, wait: bool = True) -> None:
+        """Start it; with ``wait``, return once ``/readyz`` says ready."""
         cmd = [
             sys.executable,
             "-m",
@@ -152,7 +153,8 @@ class BridgeProcess:
         env = dict(os.environ, PYTHONPATH=str(ROOT), **self.env)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=out)
-        wait_ready(self.http_port, self.proc, self.log, timeout)
+        if wait:
+            wait_ready(self.http_port, self.proc, self.log, timeout)
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None

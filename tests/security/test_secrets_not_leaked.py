@@ -266,6 +266,32 @@ def test_the_forwarder_shows_no_password(
     assert not leaks(log, SECRET, KAFKA_SECRET), "a password is in the bridge's log"
 
 
+@pytest.mark.integration
+def test_a_forwarder_with_a_wrong_password_says_why_without_the_password(
+    broker: ArtemisService, forwarder_config: dict, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    config = tmp_path / "bridge.yaml"
+    config.write_text(json.dumps({**forwarder_config, "broker_urls": [with_credentials(broker.url, WRONG)]}))
+    bridge = BridgeProcess(kafka_bootstrap, tmp_path / "bridge.log", ["--config", str(config)])
+    try:
+        bridge.start(wait=False)
+        line = wait_for(
+            lambda: next((x for x in bridge.log.read_text().splitlines() if "cannot use the broker connection" in x), None),
+            30,
+            "the forwarder's log line about the refused connection",
+        )
+        with pytest.raises(urllib.error.HTTPError) as not_ready:
+            urllib.request.urlopen(f"http://127.0.0.1:{bridge.http_port}/readyz", timeout=5)
+        assert not_ready.value.code == 503
+    finally:
+        bridge.stop()
+    assert json.loads(line)["reason"].startswith("amqp:unauthorized-access")
+    assert not leaks(bridge.log.read_text(), WRONG, SECRET), "a password is in the bridge's log"
+
+
 @pytest.mark.unit
 def test_invalid_bridge_settings_are_named_without_passwords(tmp_path: Path, monkeypatch, capsys) -> None:
     from bridge.__main__ import main
