@@ -76,11 +76,12 @@ class Flatness:
     fd_max: int
     samples: int  # post-warm-up samples judged
     reason: str
+    rss_slope: float = 0.0  # least-squares RSS trend after the warm-up, bytes/s (shown, not judged)
 
     def describe(self) -> str:
         return (
             f"RSS {self.rss_first / MB:.1f} -> {self.rss_last / MB:.1f} MB (allowed +{self.rss_allowed / MB:.1f}), "
-            f"fds {self.fd_min}..{self.fd_max}, {self.samples} samples: {self.reason}"
+            f"trend {self.rss_slope * 60 / MB:+.2f} MB/min, fds {self.fd_min}..{self.fd_max}, {self.samples} samples: {self.reason}"
         )
 
 
@@ -112,7 +113,8 @@ def flatness(
         problems.append(f"RSS grew {(last - first) / MB:.1f} MB")
     if fd_max - fd_min > fd_slack:
         problems.append(f"open fds varied by {fd_max - fd_min} (> {fd_slack})")
-    return Flatness(not problems, first, last, allowed, fd_min, fd_max, len(judged), "; ".join(problems) or "flat")
+    slope = statistics.linear_regression([s.t for s in judged], [float(s.rss) for s in judged]).slope
+    return Flatness(not problems, first, last, allowed, fd_min, fd_max, len(judged), "; ".join(problems) or "flat", slope)
 
 
 RULE = (
@@ -340,6 +342,8 @@ class LogQuery(threading.Thread):
         self.seen = bytearray()
         self.error: BaseException | None = None
         self.halt = threading.Event()
+        self.target: int | None = None  # set ``caught_up`` once this many distinct messages are read
+        self.caught_up = threading.Event()
         gate.value = backlog
 
     @property
@@ -367,6 +371,8 @@ class LogQuery(threading.Thread):
             self.offsets[i] = end
             self.batches += 1
         self.gate.value = self.rows + self.backlog
+        if self.target is not None and self.unique >= self.target:
+            self.caught_up.set()
 
     def absent(self, sent: int) -> list[int]:
         """Message numbers below ``sent`` not in the log."""
@@ -476,6 +482,7 @@ class SoakResult:
     flatness: dict[str, Flatness]
     log_bytes_max: int
     segment_bytes: int
+    aborted: str = ""  # why the load stopped early (a process under load died), if it did
 
     @property
     def flat(self) -> bool:
@@ -502,13 +509,15 @@ class SoakResult:
             if side.notes:
                 lines.append(f"    !! {side.notes}")
         lines.append(f"  ingest log on disk at most {self.log_bytes_max / MB:.1f} MB (segments of {self.segment_bytes / MB:g} MB, trimmed on commit)")
-        lines.append(f"  {'process':10s} {'samples':>7s} {'RSS first':>10s} {'RSS last':>10s} {'allowed':>9s} {'fds':>9s}  verdict")
+        lines.append(f"  {'process':10s} {'samples':>7s} {'RSS first':>10s} {'RSS last':>10s} {'allowed':>9s} {'trend':>12s} {'fds':>9s}  verdict")
         for name, f in self.flatness.items():
             lines.append(
                 f"  {name:10s} {f.samples:>7d} {f.rss_first / MB:>7.1f} MB {f.rss_last / MB:>7.1f} MB {'+' + format(f.rss_allowed / MB, '.0f'):>6s} MB "
-                f"{f'{f.fd_min}..{f.fd_max}':>9s}  {f.reason}"
+                f"{f.rss_slope * 60 / MB:>+6.2f} MB/min {f'{f.fd_min}..{f.fd_max}':>9s}  {f.reason}"
             )
         lines.append(f"  rule: {RULE}")
+        if self.aborted:
+            lines.append(f"  ABORTED {self.aborted}")
         lines.append(f"  verdict: {'flat' if self.flat else 'NOT flat'}; {'every message arrived' if self.complete else 'messages MISSING or failed'}")
         return "\n".join(lines)
 
@@ -577,9 +586,9 @@ def run(
         for proc in procs:
             proc.wait_attached(60)
         bridge, bridge_port, _ = start_bridge(kafka_bootstrap)
-        ingest_sender = LoadSender(SenderSpec(amqp_url, address, size, True, window, rate, 0.0))
+        ingest_sender = LoadSender(SenderSpec(amqp_url, address, size, True, window, rate, 0))
         bridge_url = f"amqp://127.0.0.1:{bridge_port}"
-        bridge_senders = [LoadSender(SenderSpec(bridge_url, topic, size, False, window, rate, 0.0))]
+        bridge_senders = [LoadSender(SenderSpec(bridge_url, topic, size, False, window, rate, 0))]
         if churn:
             bridge_senders.append(LoadSender(SenderSpec(bridge_url, topic, size, False, window, rate, churn)))
         senders = [ingest_sender, *bridge_senders]
@@ -594,9 +603,15 @@ def run(
         sampler.start()
         t0 = time.monotonic()
         deadline = t0 + seconds
+        aborted = ""
         while (left := deadline - time.monotonic()) > 0:
             sampler.halt.wait(min(left, progress_every))  # the load's duration, not a synchronisation
-            _check_alive(bridge, procs, senders, query, sampler)
+            aborted = _failure(bridge, procs, senders, query, sampler)
+            if aborted:  # stop the load, but still drain and count what got where
+                aborted = f"after {time.monotonic() - t0:.0f} s: {aborted}"
+                if progress is not None:
+                    progress(f"  ABORTED {aborted}")
+                break
             if progress is not None:
                 progress(_progress_line(time.monotonic() - t0, ingest_sender, bridge_senders, sampler))
         load_s = time.monotonic() - t0
@@ -608,9 +623,8 @@ def run(
         for sender in senders:
             sender.stop()
         accepted = ingest_sender.count(ACCEPTED)
-        catch_up = time.monotonic() + 30
-        while query.unique < accepted and query.error is None and time.monotonic() < catch_up:
-            time.sleep(0.05)  # the query's next triggers read the rest
+        query.target = accepted
+        query.caught_up.wait(30)  # the query's next triggers read the rest
         query.halt.set()
         query.join(30)
         notes = []
@@ -671,6 +685,7 @@ def run(
             flatness={name: flatness(s) for name, s in sampler.samples.items()},
             log_bytes_max=max(sampler.extra_samples, default=0),
             segment_bytes=segment_bytes,
+            aborted=aborted,
         )
     finally:
         if sampler is not None:
@@ -688,19 +703,21 @@ def run(
             bridge.wait(10)
 
 
-def _check_alive(bridge: Any, procs: Sequence[Any], senders: Sequence[LoadSender], query: LogQuery, sampler: Sampler) -> None:
+def _failure(bridge: Any, procs: Sequence[Any], senders: Sequence[LoadSender], query: LogQuery, sampler: Sampler) -> str:
+    """What died during the soak, or ""."""
     if bridge.poll() is not None:
-        raise RuntimeError(f"the bridge exited with {bridge.returncode} during the soak")
+        return f"the bridge exited with {bridge.returncode}"
     for i, proc in enumerate(procs):
         if not proc.process.is_alive():
-            raise RuntimeError(f"ingest receiver {i} exited with {proc.process.exitcode} during the soak: {proc.status.error}")
+            return f"ingest receiver {i} exited with {proc.process.exitcode} {proc.status.error}".rstrip()
     for sender in senders:
         if not sender.process.is_alive():
-            raise RuntimeError(f"the sender to {sender.spec.address} exited with {sender.process.exitcode} during the soak")
+            return f"the sender to {sender.spec.address} exited with {sender.process.exitcode}"
     if query.error is not None:
-        raise RuntimeError(f"the log query failed: {query.error!r}") from query.error
+        return f"the log query failed: {query.error!r}"
     if sampler.gone:
-        raise RuntimeError(f"processes gone during the soak: {sampler.gone}")
+        return f"processes gone: {sampler.gone}"
+    return ""
 
 
 def _total(senders: Sequence[LoadSender], which: int) -> int:
@@ -749,7 +766,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=lambda line: print(line, flush=True),
         )
     print(result.report(), flush=True)
-    return 0 if result.flat and result.complete else 1
+    return 0 if result.flat and result.complete and not result.aborted else 1
 
 
 if __name__ == "__main__":

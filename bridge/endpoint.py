@@ -156,6 +156,10 @@ class BridgeCore:
 
     def link_closed(self, link: Link) -> None:
         bridged = getattr(link, "bridged", None)
+        if bridged is not None:
+            # Break the link <-> bridged-state cycle: proton keeps the attribute alive through the
+            # C link, so the garbage collector never frees a closed connection's objects otherwise.
+            link.bridged = None
         if bridged is not None and bridged in self.links:
             self.links.discard(bridged)
             self.metrics.links.labels(bridged.role).dec()

@@ -89,19 +89,24 @@ class IngestStatus:
 
 
 class _Syncer(threading.Thread):
-    """Makes flushed batches durable in order, then reports them to the reactor."""
+    """Makes flushed batches durable in order, then reports them to the reactor.
+
+    Only log tickets cross to this thread, never proton objects: a ``Delivery`` whose last
+    reference drops here would change proton's reference counts off the reactor thread (seen
+    as a receiver whose head delivery was settled but never advanced, and once as a crash).
+    """
 
     def __init__(self, injector: EventInjector, fsync: bool) -> None:
         super().__init__(name="amqp-log-sync", daemon=True)
-        self.jobs: queue.SimpleQueue[tuple[SyncTicket, Any, int] | None] = queue.SimpleQueue()
+        self.jobs: queue.SimpleQueue[tuple[SyncTicket, int] | None] = queue.SimpleQueue()
         self.injector = injector
         self.fsync = fsync
 
     def run(self) -> None:
         while (job := self.jobs.get()) is not None:
-            ticket, deliveries, generation = job
+            ticket, generation = job
             ticket.sync(self.fsync)
-            self.injector.trigger(ApplicationEvent("durable", subject=(ticket.upto, deliveries, generation)))
+            self.injector.trigger(ApplicationEvent("durable", subject=(ticket.upto, generation)))
 
 
 class _Tick:
@@ -127,6 +132,7 @@ class IngestHandler(MessagingHandler):
         self.injector = EventInjector()
         self.syncer = _Syncer(self.injector, fsync=not spec.at_most_once)
         self.unsynced: list[Delivery] = []
+        self.syncing: dict[int, tuple[list[Delivery], list[bytes]]] = {}  # by the log offset its flush ends at
         self.flush_scheduled = False
         self.generation = 0
         self.in_flight = 0  # received (credit used) but not yet accepted
@@ -269,10 +275,12 @@ class IngestHandler(MessagingHandler):
         if ticket is not None:
             batch, self.unsynced = self.unsynced, []
             payloads, self.unsynced_payloads = self.unsynced_payloads, []
-            self.syncer.jobs.put((ticket, (batch, payloads), self.generation))
+            self.syncing[ticket.upto] = (batch, payloads)
+            self.syncer.jobs.put((ticket, self.generation))
 
     def on_durable(self, event: Any) -> None:
-        upto, (deliveries, payloads), generation = event.subject
+        upto, generation = event.subject
+        deliveries, payloads = self.syncing.pop(upto, ([], []))
         self.status.durable.value = upto
         if self.spec.at_most_once:
             if self.receiver is not None:

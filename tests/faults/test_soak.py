@@ -45,13 +45,14 @@ def test_flatness_rule() -> None:
 def test_soak_memory_and_fds_stay_flat_and_every_message_arrives(amqp_url: str, kafka_bootstrap: str, tmp_path: Path) -> None:
     result = run(amqp_url, kafka_bootstrap, SECONDS, tmp_path, receivers=2, segment_bytes=SEGMENT_BYTES, progress=print)
     print(result.report())
+    assert not result.aborted, f"the soak stopped early {result.aborted}"
 
     for side in (result.ingest, result.bridge):
         assert side.sent > 0, f"{side.name}: nothing sent"
         assert side.failed == 0 and side.errors == 0, f"{side.name}: {side.failed} not accepted, {side.errors} connection errors"
         assert side.accepted == side.sent, f"{side.name}: {side.sent - side.accepted} sent but not settled"
     # Every accepted message is in the ingest log exactly once, and in the Kafka topic.
-    assert result.ingest.duplicates == 0
+    assert result.ingest.duplicates == 0, result.ingest.notes
     assert result.ingest.arrived == result.ingest.accepted, result.ingest.notes
     assert result.bridge.arrived == result.bridge.accepted
     assert result.bridge.connections >= 20  # the bridge saw connection churn as well as one long link
