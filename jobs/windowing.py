@@ -82,10 +82,10 @@ def parse_readings(
     them in ``observedMetrics``), so skipped input is counted, not hidden.
     """
     p = _parsed(df, body)
+    p = p.withColumn("valid", _valid(p, not_before_ms, max_ahead_ms))
     if observe_as:
-        malformed = F.count_if(~_valid(p, not_before_ms, max_ahead_ms)).alias("malformed")
-        p = p.observe(observe_as, F.count(F.lit(1)).alias("messages"), malformed)
-    return p.where(_valid(p, not_before_ms, max_ahead_ms)).select(
+        p = p.observe(observe_as, F.count(F.lit(1)).alias("messages"), F.count_if(~p.valid).alias("malformed"))
+    return p.where(p.valid).select(
         p.r.device_id.alias("device_id"),
         p.r.temperature.alias("temperature"),
         F.timestamp_millis(p.r.ts).alias("ts"),

@@ -42,11 +42,9 @@ class RowSender(MessagingHandler):
         self.held: tuple[str, Any] | None = None  # a message waiting for its link's credit
         self.exhausted = False
         self.accepted = 0
-        self.resent = 0
         self.failure: str | None = None
         self.connection_error: str | None = None
-        self.progress = 0
-        self.seen_progress = -1
+        self.seen_accepted = -1
         self.conn: Any = None
         self.connections = 0
 
@@ -109,7 +107,6 @@ class RowSender(MessagingHandler):
     def on_accepted(self, event: Any) -> None:
         if self.unsettled.pop(event.delivery, None) is not None:
             self.accepted += 1
-            self.progress += 1
         self._pump()
 
     def _refused(self, event: Any, outcome: str) -> None:
@@ -149,7 +146,6 @@ class RowSender(MessagingHandler):
         if self.connection_error is None:
             self.connection_error = "connection lost"
         self.resend.extendleft(reversed([*self.unsettled.values(), *([self.held] if self.held else [])]))
-        self.resent += len(self.unsettled)
         self.held = None
         self.unsettled.clear()
         for link in self.links.values():
@@ -159,12 +155,12 @@ class RowSender(MessagingHandler):
     def on_deadline(self) -> None:
         if self.failure is not None or (self.exhausted and self.in_flight == 0 and not self.resend):
             return
-        if self.progress == self.seen_progress:
+        if self.accepted == self.seen_accepted:
             waiting = self.in_flight + len(self.resend)
             reason = f"; {self.connection_error}" if self.connection_error else ""
             self._fail(f"no message was settled by the broker within sendTimeout={self.options.send_timeout_s}s ({waiting} waiting){reason}")
             return
-        self.seen_progress = self.progress
+        self.seen_accepted = self.accepted
         self.container.schedule(self.options.send_timeout_s, _Deadline(self))
 
     def _fail(self, reason: str) -> None:

@@ -17,9 +17,11 @@ import signal
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bridge.readiness import wait_until_ready
 from demo.children import Child
 from demo.commands import bridge_cmd, child_env, job_cmd, routes_yaml
 from demo.kafka_tally import KafkaTally
@@ -115,7 +117,7 @@ class Story:
         routes = self.root / "routes.yaml"
         routes.write_text(routes_yaml(s))
         bridge = self._start("bridge", bridge_cmd(s, self.amqp_url, self.kafka_bootstrap, routes))
-        wait_for(lambda: self._bridge_ready(bridge), 60, "the bridge forwarder's /readyz")
+        wait_until_ready(self._bridge_http, 60, bridge.proc)
         return bridge
 
     def start_job(self) -> Child:
@@ -197,19 +199,25 @@ class Story:
         )
 
     # --- internals -------------------------------------------------------------------
-    def _start(self, name: str, cmd: list[str], on_line=None) -> Child:  # noqa: ANN001
+    def _start(self, name: str, cmd: list[str], on_line: Callable[[str], None] | None = None) -> Child:
         log = self.settings.log_file(f"{name}-{self.job_runs}" if name == "job" else name)
         child = Child(name, cmd, log, env=child_env(), on_line=on_line)
         self.children[name] = child
         return child
 
-    def _bridge_ready(self, bridge: Child) -> bool:
-        assert bridge.running(), f"the bridge exited with {bridge.proc.returncode}; log {bridge.log_file}"
+    @property
+    def _bridge_http(self) -> str:
+        return f"http://127.0.0.1:{self.settings.bridge_http_port}"
+
+    def bridge_readiness(self) -> int:
+        """The HTTP status of the bridge's ``/readyz`` now (503: not ready; 0: no answer)."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.settings.bridge_http_port}/readyz", timeout=2) as r:
-                return r.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+            with urllib.request.urlopen(self._bridge_http + "/readyz", timeout=2) as r:
+                return r.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return 0
 
     def _on_job_line(self, line: str) -> None:
         if line.startswith("progress {"):

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -37,16 +35,6 @@ pytestmark = pytest.mark.integration
 READINGS = 20_000
 RATE = 2_000.0
 FAULT_AT = READINGS * 3 // 10
-
-
-def _readyz(story: Story) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{story.settings.bridge_http_port}/readyz", timeout=2) as r:
-            return r.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (urllib.error.URLError, OSError):
-        return 0
 
 
 def run_story(
@@ -91,29 +79,20 @@ def _needs_local(local_services: object | None) -> object:
     return local_services
 
 
-def test_kafka_sigkill(local_services, amqp_url: str, kafka_bootstrap: str, jars: list[str], unique_name, tmp_path: Path) -> None:
-    services = _needs_local(local_services)
+@pytest.mark.parametrize("broker", ["kafka", "artemis"])
+def test_broker_sigkill(
+    broker: str, local_services, amqp_url: str, kafka_bootstrap: str, jars: list[str], unique_name, tmp_path: Path
+) -> None:
+    """SIGKILL of Kafka or Artemis (each keeps its data on disk), seen by the bridge, then a restart."""
+    service = getattr(_needs_local(local_services), broker)
 
     def fault(story: Story) -> None:
-        services.kafka.kill()
-        wait_for(lambda: _readyz(story) == 503, 30, "the bridge to report Kafka down on /readyz")
-        services.kafka.start()
-        services.kafka.wait_ready(90)
+        service.kill()
+        wait_for(lambda: story.bridge_readiness() == 503, 30, f"the bridge to report {broker} down on /readyz")
+        service.start()
+        service.wait_ready(90)
 
-    outcome = run_story(tmp_path, amqp_url, kafka_bootstrap, jars, unique_name("kafka-kill"), fault)
-    assert outcome.job_runs == 1
-
-
-def test_artemis_sigkill(local_services, amqp_url: str, kafka_bootstrap: str, jars: list[str], unique_name, tmp_path: Path) -> None:
-    services = _needs_local(local_services)
-
-    def fault(story: Story) -> None:
-        services.artemis.kill()
-        wait_for(lambda: _readyz(story) == 503, 30, "the bridge to report the broker down on /readyz")
-        services.artemis.start()
-        services.artemis.wait_ready(90)
-
-    outcome = run_story(tmp_path, amqp_url, kafka_bootstrap, jars, unique_name("artemis-kill"), fault)
+    outcome = run_story(tmp_path, amqp_url, kafka_bootstrap, jars, unique_name(f"{broker}-kill"), fault)
     assert outcome.job_runs == 1
 
 
@@ -164,7 +143,7 @@ def test_network_stall_of_the_broker(
     def fault(story: Story) -> None:
         link.cut()
         try:
-            wait_for(lambda: _readyz(story) == 503, 30, "the bridge to notice the silent broker (heartbeat)")
+            wait_for(lambda: story.bridge_readiness() == 503, 30, "the bridge to notice the silent broker (heartbeat)")
             # The stall's length is the fault itself (no signal to wait for): long enough for the
             # source's idle timeout (10 s) to drop its connection too.
             time.sleep(STALL_S)
