@@ -52,4 +52,4 @@ COPY . /app
 # The --py-files archive the job ships to the executors (docs/deployment.md).
 RUN python -m deploy.package --out /app/dist/amqp_spark_kafka.zip
 ENTRYPOINT ["tini", "--"]
-CMD ["python", "-m", "bridge"]
+CMD ["amqp-kafka-bridge"]

@@ -10,11 +10,15 @@ export PYTHONPATH := $(CURDIR)
 
 # The venv is rebuilt only when requirements.txt changes; the JVM parts are fetched only
 # when their cache stamps are missing, so a warm `make setup` touches no registry.
-$(VENV)/.installed: requirements.txt
+DISTRIBUTIONS := message_model connectors bridge
+
+$(VENV)/.installed: requirements.txt $(foreach d,$(DISTRIBUTIONS),$(d)/pyproject.toml)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "Python 3.10+ is needed as $(PYTHON)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip wheel setuptools
 	$(PY) -m pip install --progress-bar off -r requirements.txt
+	# The project's own distributions, editable: what users install as wheels (make dist).
+	$(PY) -m pip install --progress-bar off $(foreach d,$(DISTRIBUTIONS),-e ./$(d))
 	@$(PY) -c 'import proton, sys; sys.exit(0 if proton.SSL.present() else "python-qpid-proton was built without TLS: install OpenSSL headers and pkg-config (apt-get install libssl-dev pkg-config), then rm -rf $(VENV) and run make setup again")'
 	touch $@
 
@@ -46,7 +50,7 @@ lint: setup
 	$(PY) -m ruff check .
 
 dist: setup
-	$(PY) -m deploy.package
+	$(PY) -m deploy.package --out-dir dist
 
 cluster-up: setup
 	$(PY) -m deploy.standalone start

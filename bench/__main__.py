@@ -10,12 +10,14 @@ import importlib
 import os
 import pkgutil
 import sys
+from importlib.metadata import version
 
 import bench
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('amqp-message-model')}")
     parser.add_argument(
         "--soak-seconds", type=float, default=float(os.environ.get("SOAK_SECONDS", 300)), help="seconds of soak load (default 300; 0 skips it)"
     )

@@ -25,15 +25,15 @@ import subprocess
 import sys
 import time
 import uuid
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from amqp_kafka_bridge.readiness import BridgeNotReady, wait_until_ready
 from confluent_kafka import Consumer, Producer, TopicPartition
 from proton import Message
 from proton.handlers import MessagingHandler
 from proton.reactor import Container
-
-from bridge.readiness import BridgeNotReady, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,7 +135,7 @@ def start_bridge(kafka: str, workers: int = 1) -> tuple[subprocess.Popen[bytes],
     cmd = [
         sys.executable,
         "-m",
-        "bridge",
+        "amqp_kafka_bridge",
         "--amqp-port",
         str(amqp_port),
         "--http-port",
@@ -273,6 +273,7 @@ def report(r: dict[str, float], count: int, size: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('amqp-message-model')}")
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--size", type=int, default=100)
     parser.add_argument("--kafka-bootstrap", help="default: KAFKA_BOOTSTRAP, else a private Kafka started for the run")

@@ -16,14 +16,15 @@ import sys
 import tempfile
 import time
 import uuid
+from importlib.metadata import version
 from pathlib import Path
 
 from bench.common import raw_receive, raw_send, report, services
 
 
 def _ingest_rate(url: str, address: str, count: int, receivers: int, log_dir: Path) -> float:
-    from connectors.amqp.ingest import IngestProcess, IngestSpec
-    from connectors.amqp.options import ConnectionOptions, parse_endpoints
+    from amqp_message_model.connection import ConnectionOptions, parse_endpoints
+    from pyspark_amqp.ingest import IngestProcess, IngestSpec
 
     procs = [
         IngestProcess(
@@ -53,8 +54,7 @@ def _ingest_rate(url: str, address: str, count: int, receivers: int, log_dir: Pa
 
 def _query_rate(url: str, address: str, count: int, tmp: Path, receivers: int) -> float:
     from pyspark.sql import SparkSession
-
-    from connectors.amqp import AmqpDataSource
+    from pyspark_amqp import AmqpDataSource
 
     spark = SparkSession.builder.master("local[2]").config("spark.sql.shuffle.partitions", "2").config("spark.ui.enabled", "false").getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
@@ -94,6 +94,7 @@ def _sink_rate(url: str, address: str, count: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('amqp-message-model')}")
     parser.add_argument("--messages", type=int, default=100_000)
     args = parser.parse_args(argv)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

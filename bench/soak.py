@@ -5,7 +5,7 @@
 Two loads run side by side for ``--seconds``:
 
 * source ingest: a sender process feeds an Artemis address; ``--receivers`` ingest processes
-  of the amqp source (``connectors/amqp/ingest.py``, configured through the source's own
+  of the amqp source (``connectors/src/pyspark_amqp/ingest.py``, configured through the source's own
   options) receive, log, fsync and accept. A thread here plays the Spark query on every
   trigger: plan what is durable (``set_planned``), read it from the log, commit (``trim``), so
   the log stays bounded. The sender runs at most ``--backlog`` messages ahead of what the
@@ -35,6 +35,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -333,7 +334,7 @@ class LogQuery(threading.Thread):
 
     def __init__(self, procs: Sequence[Any], gate: Any, backlog: int, trigger_s: float = 0.1) -> None:
         super().__init__(name="soak-query", daemon=True)
-        from connectors.amqp.wal import first_offset
+        from pyspark_amqp.wal import first_offset
 
         self.procs = list(procs)
         self.offsets = [first_offset(p.spec.log_folder) for p in self.procs]
@@ -358,7 +359,7 @@ class LogQuery(threading.Thread):
             self.error = err
 
     def trigger(self) -> None:
-        from connectors.amqp.wal import read_range, trim
+        from pyspark_amqp.wal import read_range, trim
 
         for i, proc in enumerate(self.procs):
             end = proc.durable
@@ -551,10 +552,11 @@ def run(
     progress_every: float = 10.0,
 ) -> SoakResult:
     """Run the soak for ``seconds`` of load (plus start-up and drain); see the module docstring."""
+    from pyspark_amqp.ingest import IngestProcess, IngestSpec
+    from pyspark_amqp.options import parse_source_options
+    from pyspark_amqp.source import LogPartition
+
     from bench.bench_bridge import start_bridge
-    from connectors.amqp.ingest import IngestProcess, IngestSpec
-    from connectors.amqp.options import parse_source_options
-    from connectors.amqp.source import LogPartition
 
     run_id = uuid.uuid4().hex[:6]
     address, topic = f"soak-ingest-{run_id}", f"soak-bridge-{run_id}"
@@ -736,6 +738,7 @@ def _progress_line(elapsed: float, ingest: LoadSender, bridge: Sequence[LoadSend
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('amqp-message-model')}")
     parser.add_argument("--seconds", type=float, default=300.0, help="seconds of load (default 300)")
     parser.add_argument("--receivers", type=int, default=2, help="ingest receiver processes (default 2)")
     parser.add_argument("--size", type=int, default=100, help="message body bytes (default 100)")

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 from types import FrameType
 
@@ -31,6 +32,7 @@ _DEFAULTS = DemoSettings()
 
 def parse_args(argv: Sequence[str] | None) -> DemoSettings:
     p = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"%(prog)s {version('amqp-message-model')}")
     p.add_argument("--duration", type=float, default=None, help="seconds of publishing, then stop (default: until Ctrl-C)")
     p.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="simulator seed")
     p.add_argument("--devices", type=int, default=_DEFAULTS.devices)

@@ -35,7 +35,7 @@ def spark_submit() -> str:
 
 def bridge_cmd(s: DemoSettings, amqp_url: str, kafka_bootstrap: str, routes_file: Path) -> list[str]:
     return [
-        sys.executable, "-m", "bridge", "--mode", "forwarder",
+        sys.executable, "-m", "amqp_kafka_bridge", "--mode", "forwarder",
         "--broker-url", amqp_url, "--kafka-bootstrap", kafka_bootstrap,
         "--routes-file", str(routes_file), "--key-property", "device_id",
         "--http-host", "127.0.0.1", "--http-port", str(s.bridge_http_port),

@@ -1,23 +1,18 @@
-"""Build the archive a Spark cluster needs to run this project's jobs: ``dist/amqp_spark_kafka.zip``.
+"""Build what a Spark cluster or a bridge host installs: the project's wheels and the jobs archive.
 
-    python -m deploy.package                      # -> dist/amqp_spark_kafka.zip
-    PYTHONPATH=dist/amqp_spark_kafka.zip \\
-    spark-submit --master spark://host:7077 --py-files dist/amqp_spark_kafka.zip \\
-        --jars <spark-sql-kafka jars> jobs/windowed_max.py ...
+    python -m deploy.package --out-dir dist
+    # -> dist/amqp_message_model-*.whl, dist/pyspark_amqp-*.whl, dist/amqp_kafka_bridge-*.whl, dist/jobs.zip
 
-The archive holds the Python packages the jobs import where Spark runs them: ``connectors``
-and ``jobs`` (the AMQP data source's ``read()`` and ``write()`` run in executor Python
-workers, and unpickling them imports these modules). Nothing else: the executors need the
-third-party modules (``pyspark``, ``pyarrow``, ``proton``) installed in their own Python, the
-same versions and Python minor version as the driver's (``requirements.txt``), because
-``python-qpid-proton`` has a C extension that a zip cannot carry.
+The wheels are the distributions users install (``pip install --find-links dist pyspark-amqp``,
+``... amqp-kafka-bridge``); the executors of a cluster get them in a packed virtual environment
+(``spark-submit --archives env.tar.gz#environment``, Spark's own recommendation for Python
+dependencies with C extensions such as python-qpid-proton; see docs/deployment.md).
+``jobs.zip`` holds the repository's job code (``jobs``), which is the application's own code:
+ship it with ``--py-files`` like any PySpark application's modules.
 
-Pitfall: give the driver the archive on ``PYTHONPATH`` too (``PYTHONPATH=dist/... spark-submit``).
-Spark 4.2 plans a Python streaming data source in a Python process that the driver JVM starts
-without the ``--py-files``; see docs/deployment.md.
-
-The build is reproducible: files sorted, fixed timestamps, no ``__pycache__``; two builds of
-the same tree are byte-identical, so a deployment can compare checksums.
+Every build is reproducible: the wheels are built by hatchling (sorted entries, fixed
+timestamps) and the archive with sorted entries and fixed timestamps, so two builds of the
+same tree are byte-identical and a deployment can compare checksums.
 """
 
 from __future__ import annotations
@@ -25,14 +20,19 @@ from __future__ import annotations
 import argparse
 import ast
 import hashlib
+import os
+import subprocess
 import sys
 import zipfile
 from collections.abc import Iterable, Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("connectors", "jobs")
-DEFAULT_OUT = REPO_ROOT / "dist" / "amqp_spark_kafka.zip"
+PACKAGES = ("jobs",)
+DISTRIBUTIONS = ("message_model", "connectors", "bridge")
+DEFAULT_OUT_DIR = REPO_ROOT / "dist"
+DEFAULT_OUT = DEFAULT_OUT_DIR / "jobs.zip"
 # 1980-01-01, the earliest time a zip entry can carry: builds do not depend on file mtimes.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -89,17 +89,30 @@ def build(out: Path = DEFAULT_OUT, root: Path = REPO_ROOT, packages: Sequence[st
     return out
 
 
+def build_wheels(out_dir: Path = DEFAULT_OUT_DIR, root: Path = REPO_ROOT) -> list[Path]:
+    """Build the wheel of every distribution into ``out_dir`` (no dependencies) and return their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    before = set(out_dir.glob("*.whl"))
+    env = {**os.environ, "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "315532800")}  # 1980-01-01
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out_dir)]
+    subprocess.run([*cmd, *(str(root / d) for d in DISTRIBUTIONS)], check=True, env=env)
+    built = sorted(set(out_dir.glob("*.whl")) - before) or sorted(out_dir.glob("*.whl"))
+    return built
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.package", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help=f"archive path (default: {DEFAULT_OUT.relative_to(REPO_ROOT)})"
-    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('amqp-message-model')}")
+    parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR, help="where the wheels and jobs.zip go (default: dist)")
     args = parser.parse_args(argv)
-    out = build(args.out)
+    for wheel in build_wheels(args.out_dir):
+        print(f"{wheel} (sha256 {sha256(wheel)[:16]})")
+    out = build(args.out_dir / DEFAULT_OUT.name)
     with zipfile.ZipFile(out) as zf:
         count = len(zf.namelist())
     print(f"{out} ({count} files, sha256 {sha256(out)[:16]})")

@@ -33,6 +33,7 @@ import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,7 @@ class StandaloneCluster:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.standalone", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('amqp-message-model')}")
     parser.add_argument("command", choices=["start", "stop", "status"])
     args = parser.parse_args(argv)
     cluster = StandaloneCluster.from_env()

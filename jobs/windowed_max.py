@@ -35,10 +35,8 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
-
-if __package__ in (None, ""):  # run as a file by spark-submit: make ``jobs``/``connectors`` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
@@ -49,6 +47,7 @@ from jobs.windowing import parse_readings, to_result_json, windowed_max
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="jobs/windowed_max.py", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"%(prog)s {version('amqp-message-model')}")
     p.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", "amqp://127.0.0.1:5672"))
     p.add_argument("--source-address", default="temperature")
     p.add_argument("--sink-address", default="max", help="AMQP address of the results ('' for none)")
@@ -73,9 +72,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def read_temperatures(spark: SparkSession, args: argparse.Namespace, log_dir: Path) -> DataFrame:
-    from connectors.amqp import AmqpDataSource
-
-    spark.dataSource.register(AmqpDataSource)
+    # The installed pyspark-amqp registers itself (``pyspark_amqp.DefaultSource``): no import here.
     reader = (
         spark.readStream.format("amqp")
         .option("url", args.amqp_url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import version
 
 from services.fetch import FetchError, fetch_all
 from services.process import ServiceError
@@ -13,6 +14,7 @@ from services.stack import LocalServices
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('amqp-message-model')}")
     parser.add_argument(
         "command",
         choices=["fetch", "up", "down", "status", "jars"],

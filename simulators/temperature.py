@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from importlib.metadata import version
 from types import FrameType
 
 from simulators.feed import AcceptedLog, ReadingFeed
@@ -30,6 +31,7 @@ from simulators.progress import ProgressLine
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m simulators.temperature", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"%(prog)s {version('amqp-message-model')}")
     p.add_argument(
         "--url", default=os.environ.get("AMQP_URL", "amqp://127.0.0.1:5672"), help="AMQP broker or bridge URL (env AMQP_URL)"
     )

@@ -103,7 +103,7 @@ def spark(spark_kafka_jars: tuple[Path, ...], local_services: object | None) -> 
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("WARN")
-    from connectors.amqp import AmqpDataSource
+    from pyspark_amqp import AmqpDataSource
 
     session.dataSource.register(AmqpDataSource)
     yield session

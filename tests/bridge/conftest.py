@@ -1,4 +1,4 @@
-"""Fixtures for the bridge tests: an in-process bridge on free ports, ``python -m bridge`` as a process, small Kafka helpers."""
+"""Fixtures for the bridge tests: an in-process bridge on free ports, ``amqp-kafka-bridge`` as a process, small Kafka helpers."""
 
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from amqp_kafka_bridge import Bridge, BridgeSettings
+from amqp_kafka_bridge.readiness import BridgeNotReady, wait_until_ready
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-
-from bridge import Bridge, BridgeSettings
-from bridge.readiness import BridgeNotReady, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -122,7 +121,7 @@ def wait_ready(http_port: int, proc: subprocess.Popen[bytes], log: Path, timeout
 
 
 class BridgeProcess:
-    """``python -m bridge`` on free ports, its output in ``log``; ``args`` and ``env`` are added to the command and environment."""
+    """``amqp-kafka-bridge`` on free ports, its output in ``log``; ``args`` and ``env`` are added to the command and environment."""
 
     def __init__(self, kafka_bootstrap: str, log: Path, args: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
         self.amqp_port, self.http_port = free_port(), free_port()
@@ -141,7 +140,7 @@ class BridgeProcess:
         cmd = [
             sys.executable,
             "-m",
-            "bridge",
+            "amqp_kafka_bridge",
             "--amqp-port",
             str(self.amqp_port),
             "--http-port",

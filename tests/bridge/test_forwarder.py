@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from amqp_kafka_bridge import Route
 from proton import Message
 
-from bridge import Route
 from tests.bridge.clients import receive, send
 from tests.bridge.conftest import consume, free_port, produce
 

@@ -105,3 +105,21 @@ def test_detach_policy_stops_the_link_and_keeps_the_record(start_bridge, kafka_b
     assert [bytes(m.body) for m in result.messages][:2] == [b"0", b"1"]
     again = receive(bridge.url, f"{topic}/group.id/x", 3, credit=1)
     assert [bytes(m.body) for m in again.messages] == [b"2", b"3", b"4"]
+
+
+def test_a_message_without_content_type_crosses_both_ways_without_gaining_one(start_bridge, kafka_bootstrap, unique_name):
+    """Regression: proton reports an absent content type as symbol('None'); it must not travel as "None"."""
+    from tests.bridge.clients import send
+
+    topic = unique_name("noct")
+    bridge = start_bridge()
+    assert send(bridge.url, topic, [Message(body=b"plain", inferred=True, subject="s")]).outcomes == ["accepted"]
+    (record,) = consume(kafka_bootstrap, topic, 1)
+    headers = dict(record.headers() or [])
+    assert "amqp.content-type" not in headers, headers
+    assert headers["amqp.subject"] == b"s"
+    (back,) = receive(bridge.url, f"{topic}/group.id/ct", 1).messages
+    assert back.content_type in (None, "None") and str(back.content_type) != "None" or back.content_type is None
+    encoded = back.encode()
+    assert b"None" not in bytes(encoded), "the content type travelled as the text 'None'"
+    assert bytes(back.body) == b"plain" and back.subject == "s"

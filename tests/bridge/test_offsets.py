@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from amqp_kafka_bridge.offsets import OffsetTracker
 from hypothesis import given
 from hypothesis import strategies as st
-
-from bridge.offsets import OffsetTracker
 
 pytestmark = pytest.mark.unit
 

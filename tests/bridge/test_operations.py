@@ -7,9 +7,9 @@ import time
 import urllib.request
 
 import pytest
+from amqp_kafka_bridge.logs import JsonFormatter
 from proton import Message
 
-from bridge.logs import JsonFormatter
 from tests.bridge.clients import receive, send
 from tests.bridge.conftest import consume
 

@@ -1,4 +1,4 @@
-"""``python -m bridge`` as a real process: SIGKILL mid-stream loses nothing accepted; SIGTERM drains and exits 0."""
+"""``amqp-kafka-bridge`` as a real process: SIGKILL mid-stream loses nothing accepted; SIGTERM drains and exits 0."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def test_workers_share_the_port(kafka_bootstrap, unique_name, tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "bridge",
+        "amqp_kafka_bridge",
         "--workers",
         "2",
         "--amqp-port",

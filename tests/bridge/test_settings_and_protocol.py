@@ -5,12 +5,11 @@ from __future__ import annotations
 import struct
 
 import pytest
+from amqp_kafka_bridge.auth import check_plain, parse_sasl_frame, sasl_frame
+from amqp_kafka_bridge.endpoint import AddressError, parse_source
+from amqp_kafka_bridge.settings import BridgeSettings
 from proton import Described, ulong
 from pydantic import ValidationError
-
-from bridge.auth import check_plain, parse_sasl_frame, sasl_frame
-from bridge.endpoint import AddressError, parse_source
-from bridge.settings import BridgeSettings
 
 pytestmark = pytest.mark.unit
 

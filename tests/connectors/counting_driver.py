@@ -26,8 +26,7 @@ def main(argv: list[str]) -> None:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
-
-    from connectors.amqp import AmqpDataSource
+    from pyspark_amqp import AmqpDataSource
 
     spark = (
         SparkSession.builder.master("local[2]").config("spark.sql.shuffle.partitions", "2")

@@ -9,21 +9,19 @@ import struct
 import uuid
 
 import pytest
+from amqp_message_model import bare_message_digest, body_to_bytes, decode_message
+from amqp_message_model import value_to_text as value_to_str
 from hypothesis import given
 from hypothesis import strategies as st
 from proton import Message, symbol, ulong
-
-from connectors.amqp.conversion import (
+from pyspark_amqp.conversion import (
     SOURCE_COLUMNS,
     arrow_schema,
-    bare_message_digest,
-    body_to_bytes,
-    decode_message,
     message_to_row,
     records_to_arrow,
     row_to_message,
-    value_to_str,
 )
+
 from tests.faults.hostile_corpus import deep_list, deep_map
 
 pytestmark = pytest.mark.unit

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from amqp_message_model import decode_message
+from amqp_message_model.connection import ConnectionOptions, parse_endpoints
 from proton import Message
+from pyspark_amqp import wal
+from pyspark_amqp.ingest import IngestProcess, IngestSpec
 
-from connectors.amqp import wal
-from connectors.amqp.conversion import decode_message
-from connectors.amqp.ingest import IngestProcess, IngestSpec
-from connectors.amqp.options import ConnectionOptions, parse_endpoints
 from tests import amqp_clients
 from tests.conftest import wait_for
 

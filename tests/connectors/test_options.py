@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from connectors.amqp.options import AmqpOptionError, parse_sink_options, parse_source_options
-from connectors.amqp.source import split_limit
+from pyspark_amqp.options import AmqpOptionError, parse_sink_options, parse_source_options
+from pyspark_amqp.source import split_limit
 
 pytestmark = pytest.mark.unit
 

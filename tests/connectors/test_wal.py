@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from connectors.amqp import wal
+from pyspark_amqp import wal
 
 pytestmark = pytest.mark.unit
 

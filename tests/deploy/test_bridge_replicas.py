@@ -1,6 +1,6 @@
 """Two bridge replicas in forwarder mode share the work, as ``docker compose`` runs them (``deploy.replicas: 2``).
 
-Both ``python -m bridge`` processes get the same settings from the environment: a ``to-kafka``
+Both ``amqp-kafka-bridge`` processes get the same settings from the environment: a ``to-kafka``
 route from one broker queue (competing consumers: each message goes to one replica) and a
 ``to-amqp`` route from one topic in one consumer group (each partition goes to one
 replica). Every message must be in Kafka exactly once, every record on the broker once, and
@@ -37,14 +37,14 @@ PARTITIONS = 2
 
 
 class Replica:
-    """One ``python -m bridge`` process configured only through the environment, like a container."""
+    """One ``amqp-kafka-bridge`` process configured only through the environment, like a container."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.http_port = free_port()
         self.log = log
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bridge"],
+                [sys.executable, "-m", "amqp_kafka_bridge"],
                 cwd=REPO_ROOT,
                 env={**env, "BRIDGE_HTTP_PORT": str(self.http_port)},
                 stdout=out,

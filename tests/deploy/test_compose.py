@@ -168,7 +168,7 @@ def test_the_log_dir_and_checkpoints_are_shared_at_one_path(services: dict[str, 
 
 
 def test_bridge_settings_and_health_port(services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
-    from bridge.settings import BridgeSettings
+    from amqp_kafka_bridge.settings import BridgeSettings
 
     bridge_env = env(services["bridge"])
     fields = {f.upper() for f in BridgeSettings.model_fields}
@@ -192,7 +192,7 @@ def test_addresses_match_the_broker_queues(services: dict[str, dict[str, Any]]) 
     """The job and the bridge each read their own queue of the multicast address the simulator publishes to."""
     props = (REPO_ROOT / "deploy" / "compose" / "artemis" / "broker.properties").read_text()
     queues = set(re.findall(r"^addressConfigurations\.(\w+)\.queueConfigs\.(\w+)\.routingType=MULTICAST$", props, re.M))
-    from bridge.settings import BridgeSettings
+    from amqp_kafka_bridge.settings import BridgeSettings
 
     bridge_routes = (
         BridgeSettings(routes_file=None).with_routes_file(repo_path(env(services["bridge"])["BRIDGE_ROUTES_FILE"])).routes

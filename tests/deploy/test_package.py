@@ -1,4 +1,4 @@
-"""The ``--py-files`` archive: what it holds, that it is reproducible, and that its code imports from the zip alone."""
+"""The jobs archive and the wheels: what they hold, that they are reproducible, and that the jobs import from the zip alone."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from deploy import package
 pytestmark = pytest.mark.unit
 
 
-def test_the_archive_holds_the_connectors_and_jobs_and_nothing_else(tmp_path: Path) -> None:
+def test_the_archive_holds_the_jobs_and_nothing_else(tmp_path: Path) -> None:
     out = package.build(tmp_path / "a.zip")
     names = zipfile.ZipFile(out).namelist()
-    assert "connectors/amqp/__init__.py" in names and "jobs/windowed_max.py" in names and "jobs/__init__.py" in names
+    assert "jobs/windowed_max.py" in names and "jobs/__init__.py" in names
     assert {n.split("/")[0] for n in names} == set(package.PACKAGES)
     assert not [n for n in names if "__pycache__" in n or not n.endswith(".py")]
 
@@ -39,15 +39,24 @@ def test_a_missing_package_is_reported(tmp_path: Path) -> None:
         package.build(tmp_path / "out.zip", root=tmp_path, packages=("jobs",))
 
 
-def test_the_job_and_the_data_source_import_from_the_zip_alone(tmp_path: Path) -> None:
-    """An isolated interpreter (no PYTHONPATH, no cwd on sys.path) in a folder without the repository."""
-    out = package.build(tmp_path / "amqp_spark_kafka.zip")
+def test_the_jobs_import_from_the_zip_and_the_installed_connector(tmp_path: Path) -> None:
+    """An isolated interpreter (no PYTHONPATH, no cwd on sys.path) in a folder without the repository:
+    the jobs come from the zip, the connector from the installed distribution."""
+    out = package.build(tmp_path / "jobs.zip")
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
-        "import connectors.amqp, jobs.windowed_max;"
-        "assert connectors.amqp.__file__.startswith(sys.argv[1]), connectors.amqp.__file__;"
-        "print(connectors.amqp.AmqpDataSource.name())"
+        "import jobs.windowed_max, pyspark_amqp;"
+        "assert jobs.windowed_max.__file__.startswith(sys.argv[1]), jobs.windowed_max.__file__;"
+        "print(pyspark_amqp.DefaultSource.name())"
     )
     done = subprocess.run([sys.executable, "-I", "-c", code, str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "amqp"
+
+
+def test_two_wheel_builds_are_byte_identical(tmp_path: Path) -> None:
+    first = package.build_wheels(tmp_path / "a")
+    second = package.build_wheels(tmp_path / "b")
+    assert [w.name for w in first] == [w.name for w in second]
+    assert {w.name.split("-")[0] for w in first} == {"amqp_message_model", "pyspark_amqp", "amqp_kafka_bridge"}
+    assert [package.sha256(w) for w in first] == [package.sha256(w) for w in second]

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from bridge.readiness import wait_until_ready
+from amqp_kafka_bridge.readiness import wait_until_ready
+
 from demo.children import Child
 from demo.commands import bridge_cmd, child_env, job_cmd, routes_yaml
 from demo.kafka_tally import KafkaTally

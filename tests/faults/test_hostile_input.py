@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from amqp_kafka_bridge import Bridge, BridgeSettings, Route
 from confluent_kafka import Consumer as KafkaConsumer
 from confluent_kafka import TopicPartition
 from proton import Message
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from bridge import Bridge, BridgeSettings, Route
 from jobs import windowed_max as job
 from simulators.messages import message_to_json, reading_to_message
 from simulators.model import Reading

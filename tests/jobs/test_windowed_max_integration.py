@@ -34,7 +34,7 @@ WATERMARK_MS = 10_000
 def test_windowed_max_job_matches_the_accepted_readings(
     spark: SparkSession, amqp_url: str, kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
 ) -> None:
-    pytest.importorskip("connectors.amqp")
+    pytest.importorskip("pyspark_amqp")
     source, sink, topic = unique_name("temperature"), unique_name("max"), unique_name("max")
     log = tmp_path / "accepted.jsonl"
     # 8000 readings from 10 devices over 40 s of event time (sent in 4 s), 5 % of them 4 s late.

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 from proton import Message
+from pyspark_amqp.options import AmqpOptionError, parse_sink_options, parse_source_options
 
-from connectors.amqp.options import AmqpOptionError, parse_sink_options, parse_source_options
 from services.artemis import ArtemisService
 from tests import amqp_clients
 from tests.bridge.conftest import BridgeProcess, consume, produce
@@ -294,7 +294,7 @@ def test_a_forwarder_with_a_wrong_password_says_why_without_the_password(
 
 @pytest.mark.unit
 def test_invalid_bridge_settings_are_named_without_passwords(tmp_path: Path, monkeypatch, capsys) -> None:
-    from bridge.__main__ import main
+    from amqp_kafka_bridge.__main__ import main
 
     config = tmp_path / "bridge.yaml"
     config.write_text(json.dumps({"mode": "forwarder", "broker_urls": [f"amqp://{USER}:{SECRET}@127.0.0.1:5672"], "workers": 2}))

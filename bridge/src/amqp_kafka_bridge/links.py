@@ -1,7 +1,7 @@
 """Per-link bridging logic, run on the reactor thread: AMQP->Kafka (``InboundLink``) and Kafka->AMQP (``OutboundLink``).
 
 The proton handler only routes events here. Nothing in this module blocks: Kafka work is
-handed to ``bridge.kafka_io`` and its results come back as ``on_ack``/``pump`` calls.
+handed to ``amqp_kafka_bridge.kafka_io`` and its results come back as ``on_ack``/``pump`` calls.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 from confluent_kafka import KafkaError, KafkaException
 from proton import Condition, Delivery, Link, Message
 
-from bridge.converters import PARTITION_ANNOTATION, ConversionError, KafkaRecord, to_message, to_record
-from bridge.kafka_io import Ack, ConsumerPump, SourceSpec
-from bridge.offsets import OffsetTracker
+from amqp_kafka_bridge.converters import PARTITION_ANNOTATION, ConversionError, KafkaRecord, to_message, to_record
+from amqp_kafka_bridge.kafka_io import Ack, ConsumerPump, SourceSpec
+from amqp_kafka_bridge.offsets import OffsetTracker
 
 if TYPE_CHECKING:
-    from bridge.endpoint import BridgeCore
+    from amqp_kafka_bridge.endpoint import BridgeCore
 
 log = logging.getLogger("bridge.links")
 

@@ -24,7 +24,7 @@ from proton import Data, Described, Transport, Url, ulong
 from proton.handlers import IOHandler
 from proton.reactor import ApplicationEvent, Container
 
-from bridge.settings import BridgeSettings
+from amqp_kafka_bridge.settings import BridgeSettings
 
 log = logging.getLogger("bridge.auth")
 
@@ -197,7 +197,7 @@ def _ubyte(value: int) -> Any:
 
 def listen(container: Container, settings: BridgeSettings, core: Any) -> Any:
     """Open the server-mode listener: proton's own (ANONYMOUS, optionally TLS) or a ``SaslListener`` for PLAIN."""
-    from bridge.app import ssl_domain
+    from amqp_kafka_bridge.app import ssl_domain
 
     if "PLAIN" in settings.sasl_mechanisms or settings.workers > 1:
         return SaslListener(container, settings, core)

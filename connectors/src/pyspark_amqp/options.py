@@ -6,51 +6,16 @@ raises :class:`AmqpOptionError` naming the option and listing the valid ones.
 
 from __future__ import annotations
 
-import re
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+
+from amqp_message_model.connection import ConnectionOptions, Endpoint, parse_endpoints
 
 
 class AmqpOptionError(ValueError):
     """An option of the ``amqp`` data source is unknown, missing or malformed."""
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One broker to connect to: ``amqp[s]://[user:pass@]host:port``."""
-
-    scheme: str
-    host: str
-    port: int
-    user: str | None = None
-    password: str | None = field(default=None, repr=False)
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class ConnectionOptions:
-    """Where and how to connect; shared by the source and the sink."""
-
-    endpoints: tuple[Endpoint, ...]
-    user: str | None = None
-    password: str | None = field(default=None, repr=False)
-    sasl_mechanisms: str | None = None
-    ssl_ca_file: str | None = None
-    ssl_cert_file: str | None = None
-    ssl_key_file: str | None = None
-    ssl_key_password: str | None = field(default=None, repr=False)
-    ssl_verify_hostname: bool = True
-    connect_timeout_s: float = 10.0
-
-    @property
-    def uses_tls(self) -> bool:
-        return any(e.scheme == "amqps" for e in self.endpoints) or self.ssl_ca_file is not None
 
 
 @dataclass(frozen=True)
@@ -159,52 +124,18 @@ def _bool(opts: Mapping[str, str], key: str, default: bool) -> bool:
     raise AmqpOptionError(f"option {key!r} must be true or false, got {raw!r}")
 
 
-# scheme (or none at all: the lookahead stops a scheme being taken for a user), user, ":" and the rest up to the last "@"
-_CREDENTIALS = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://|(?![A-Za-z][A-Za-z0-9+.-]*://))([^:/@]*):.*@")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with the password of ``user:password@`` masked, safe for messages and logs.
-
-    The mask reaches the last ``@``, so a password that was not percent-encoded (holding
-    ``/``, ``:`` or ``@``) does not show either.
-    """
-    return _CREDENTIALS.sub(r"\1\2:***@", url)
-
-
-def parse_endpoints(raw: str | None) -> tuple[Endpoint, ...]:
+def _endpoints(raw: str | None) -> tuple[Endpoint, ...]:
     if not raw:
         raise AmqpOptionError("option 'url' is required, e.g. .option('url', 'amqp://127.0.0.1:5672')")
-    endpoints = []
-    for part in (p.strip() for p in raw.split(",")):
-        if not part:
-            continue
-        parsed = urlsplit(part if "://" in part else f"amqp://{part}")
-        if parsed.scheme not in ("amqp", "amqps"):
-            raise AmqpOptionError(f"option 'url': scheme must be amqp or amqps, got {parsed.scheme!r} in {redact_url(part)!r}")
-        try:
-            port = parsed.port or (5671 if parsed.scheme == "amqps" else 5672)
-        except ValueError:
-            raise AmqpOptionError(f"option 'url': bad port in {redact_url(part)!r}") from None
-        if not parsed.hostname:
-            raise AmqpOptionError(f"option 'url': no host in {redact_url(part)!r}")
-        endpoints.append(
-            Endpoint(
-                parsed.scheme,
-                parsed.hostname,
-                port,
-                unquote(parsed.username) if parsed.username else None,
-                unquote(parsed.password) if parsed.password else None,
-            )
-        )
-    if not endpoints:
-        raise AmqpOptionError(f"option 'url' has no broker in it: {raw!r}")
-    return tuple(endpoints)
+    try:
+        return parse_endpoints(raw)
+    except ValueError as exc:
+        raise AmqpOptionError(f"option 'url': {exc}") from None
 
 
 def _connection(opts: Mapping[str, str]) -> ConnectionOptions:
     return ConnectionOptions(
-        endpoints=parse_endpoints(opts.get("url")),
+        endpoints=_endpoints(opts.get("url")),
         user=opts.get("user"),
         password=opts.get("password"),
         sasl_mechanisms=opts.get("saslmechanisms"),

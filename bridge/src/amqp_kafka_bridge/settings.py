@@ -9,14 +9,14 @@ written as ``.``: ``linger.ms``). Secrets are ``SecretStr`` and never appear in 
 from __future__ import annotations
 
 import contextvars
-import re
 from pathlib import Path
 from typing import Any, Literal
 
+from amqp_message_model.connection import redact_url
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
-from bridge.converters import Converter
+from amqp_kafka_bridge.converters import Converter
 
 Policy = Literal["redeliver", "dead-letter", "detach"]
 Mechanism = Literal["ANONYMOUS", "PLAIN"]
@@ -24,15 +24,6 @@ Mechanism = Literal["ANONYMOUS", "PLAIN"]
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("bridge_config_file", default=None)
 
 _SECRET_WORDS = ("password", "secret", "token", "key.pem", "sasl.jaas")
-# scheme (or none at all: the lookahead stops a scheme being taken for a user), user, ":" and the rest up to the last "@"
-_CREDENTIALS = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://|(?![A-Za-z][A-Za-z0-9+.-]*://))([^:/@]*):.*@")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with ``user:password@`` shown as ``user:***@`` (masked up to the last ``@``), safe to log."""
-    return _CREDENTIALS.sub(r"\1\2:***@", url)
-
-
 class Route(BaseModel, frozen=True):
     """One forwarder route: AMQP ``address`` -> Kafka ``topic`` (``to-kafka``) or back (``to-amqp``)."""
 

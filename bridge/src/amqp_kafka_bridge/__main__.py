@@ -1,4 +1,4 @@
-"""``python -m bridge``: run the AMQP<->Kafka bridge until SIGTERM or Ctrl-C, then drain and exit."""
+"""``amqp-kafka-bridge`` (or ``python -m amqp_kafka_bridge``): run the AMQP<->Kafka bridge until SIGTERM or Ctrl-C, then drain and exit."""
 
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from bridge.app import Bridge
-from bridge.logs import configure
-from bridge.settings import BridgeSettings
+from amqp_kafka_bridge import __version__
+from amqp_kafka_bridge.app import Bridge
+from amqp_kafka_bridge.logs import configure
+from amqp_kafka_bridge.settings import BridgeSettings
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bridge", description="AMQP 1.0 <-> Kafka bridge (server or forwarder mode).")
+    parser = argparse.ArgumentParser(prog="amqp-kafka-bridge", description="AMQP 1.0 <-> Kafka bridge (server or forwarder mode).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--config", default=os.environ.get("BRIDGE_CONFIG"), help="YAML settings file (env: BRIDGE_CONFIG)")
     parser.add_argument("--mode", choices=["server", "forwarder"])
     parser.add_argument("--amqp-host")
@@ -43,7 +45,7 @@ def supervise(argv: Sequence[str], workers: int) -> int:
     stopping = threading.Event()
 
     def spawn(index: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "bridge", *argv, "--worker", str(index)])
+        return subprocess.Popen([sys.executable, "-m", "amqp_kafka_bridge", *argv, "--worker", str(index)])
 
     children = {i: spawn(i) for i in range(workers)}
 

@@ -10,10 +10,10 @@ from typing import Any
 from proton import SSLDomain
 from proton.reactor import ApplicationEvent, Container
 
-from bridge.endpoint import BridgeCore, BridgeHandler, server_attach
-from bridge.http import HttpEndpoint
-from bridge.metrics import BridgeMetrics
-from bridge.settings import BridgeSettings
+from amqp_kafka_bridge.endpoint import BridgeCore, BridgeHandler, server_attach
+from amqp_kafka_bridge.http import HttpEndpoint
+from amqp_kafka_bridge.metrics import BridgeMetrics
+from amqp_kafka_bridge.settings import BridgeSettings
 
 log = logging.getLogger("bridge")
 
@@ -47,11 +47,11 @@ class Bridge:
     def _on_start(self, event: Any) -> None:
         settings = self.settings
         if settings.mode == "server":
-            from bridge.auth import listen
+            from amqp_kafka_bridge.auth import listen
 
             self._acceptor = listen(event.container, settings, self.core)
         else:
-            from bridge.forwarder import Forwarder
+            from amqp_kafka_bridge.forwarder import Forwarder
 
             self._forwarder = Forwarder(self.core, settings)
             self._forwarder.start(event.container)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, DataSourceStreamWriter, DataSourceWriter
 from pyspark.sql.types import StructType
 
-from connectors.amqp.conversion import SOURCE_SCHEMA_DDL
+from pyspark_amqp.conversion import SOURCE_SCHEMA_DDL
 
 
 class AmqpDataSource(DataSource):
@@ -57,8 +57,8 @@ class AmqpDataSource(DataSource):
     ``message_id``, ``correlation_id``, ``subject``, ``content_type`` string,
     ``creation_time``, ``received_time`` timestamp, ``application_properties``
     map<string,string>, ``durable`` boolean, ``priority`` int, ``delivery_count`` long.
-    Any AMQP body converts (see :mod:`connectors.amqp.conversion`);
-    :func:`connectors.amqp.parse_json_body` turns JSON bodies into typed columns.
+    Any AMQP body converts (see :mod:`pyspark_amqp.conversion`);
+    :func:`pyspark_amqp.parse_json_body` turns JSON bodies into typed columns.
 
     Sink options
     ------------
@@ -77,7 +77,7 @@ class AmqpDataSource(DataSource):
 
     Examples
     --------
-    >>> from connectors.amqp import AmqpDataSource
+    >>> from pyspark_amqp import AmqpDataSource
     >>> spark.dataSource.register(AmqpDataSource)  # doctest: +SKIP
     >>> readings = (spark.readStream.format("amqp")  # doctest: +SKIP
     ...     .option("url", "amqp://127.0.0.1:5672").option("address", "temperature")
@@ -93,25 +93,25 @@ class AmqpDataSource(DataSource):
 
     def schema(self) -> str:
         # Called at load(): validating here fails a bad option before any query starts.
-        from connectors.amqp.options import parse_source_options
+        from pyspark_amqp.options import parse_source_options
 
         parse_source_options(self.options)
         return SOURCE_SCHEMA_DDL
 
     def streamReader(self, schema: StructType) -> DataSourceStreamReader:
-        from connectors.amqp.options import parse_source_options
-        from connectors.amqp.source import AmqpStreamReader
+        from pyspark_amqp.options import parse_source_options
+        from pyspark_amqp.source import AmqpStreamReader
 
         return AmqpStreamReader(parse_source_options(self.options))
 
     def streamWriter(self, schema: StructType, overwrite: bool) -> DataSourceStreamWriter:
-        from connectors.amqp.options import parse_sink_options
-        from connectors.amqp.sink import AmqpStreamWriter
+        from pyspark_amqp.options import parse_sink_options
+        from pyspark_amqp.sink import AmqpStreamWriter
 
         return AmqpStreamWriter(parse_sink_options(self.options), schema)
 
     def writer(self, schema: StructType, overwrite: bool) -> DataSourceWriter:
-        from connectors.amqp.options import parse_sink_options
-        from connectors.amqp.sink import AmqpBatchWriter
+        from pyspark_amqp.options import parse_sink_options
+        from pyspark_amqp.sink import AmqpBatchWriter
 
         return AmqpBatchWriter(parse_sink_options(self.options), schema)

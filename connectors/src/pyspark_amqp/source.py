@@ -26,10 +26,10 @@ from typing import Any
 from pyspark.sql.datasource import DataSourceStreamReader, InputPartition
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows, SupportsTriggerAvailableNow
 
-from connectors.amqp.options import SourceOptions
-from connectors.amqp.wal import CorruptLogError, first_offset, read_range, trim
+from pyspark_amqp.options import SourceOptions
+from pyspark_amqp.wal import CorruptLogError, first_offset, read_range, trim
 
-log = logging.getLogger("connectors.amqp.source")
+log = logging.getLogger("pyspark_amqp.source")
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class AmqpStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     # --- driver side -------------------------------------------------------------------
     def _started(self) -> dict[str, Any]:
         if self._ingest is None:
-            from connectors.amqp.ingest import IngestProcess, IngestSpec
+            from pyspark_amqp.ingest import IngestProcess, IngestSpec
 
             procs: dict[str, Any] = {}
             for part in self.partitions_:
@@ -207,7 +207,7 @@ class AmqpStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def read(self, partition: InputPartition) -> Iterator[Any]:
         """Yield the partition's offset range from the log as Arrow record batches."""
-        from connectors.amqp.conversion import records_to_arrow
+        from pyspark_amqp.conversion import records_to_arrow
 
         assert isinstance(partition, AmqpInputPartition)
         records = read_range(Path(partition.folder), partition.start, partition.end)

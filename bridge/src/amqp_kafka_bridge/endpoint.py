@@ -18,10 +18,10 @@ from proton import Condition, Delivery, Described, Link
 from proton.handlers import IncomingMessageHandler, MessagingHandler
 from proton.reactor import ApplicationEvent, EventInjector
 
-from bridge.kafka_io import ProducerPump, Signal, SourceSpec, TopicAdmin
-from bridge.links import InboundLink, OutboundLink, settle
-from bridge.metrics import BridgeMetrics
-from bridge.settings import BridgeSettings
+from amqp_kafka_bridge.kafka_io import ProducerPump, Signal, SourceSpec, TopicAdmin
+from amqp_kafka_bridge.links import InboundLink, OutboundLink, settle
+from amqp_kafka_bridge.metrics import BridgeMetrics
+from amqp_kafka_bridge.settings import BridgeSettings
 
 log = logging.getLogger("bridge.endpoint")
 

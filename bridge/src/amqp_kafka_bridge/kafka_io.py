@@ -19,7 +19,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bridge.converters import KafkaRecord, headers_from_kafka
+from amqp_kafka_bridge.converters import KafkaRecord, headers_from_kafka
 
 log = logging.getLogger("bridge.kafka")
 _client_log = logging.getLogger("bridge.librdkafka")  # librdkafka's own lines, instead of raw stderr

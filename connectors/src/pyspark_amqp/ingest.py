@@ -37,16 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from amqp_message_model.connection import ConnectionOptions, connect_kwargs
+from amqp_message_model.sections import bare_message_digest
 from proton import Delivery
 from proton.handlers import MessagingHandler
 from proton.reactor import ApplicationEvent, Container, EventInjector
 
-from connectors.amqp.connection import connect_kwargs
-from connectors.amqp.conversion import bare_message_digest
-from connectors.amqp.options import ConnectionOptions
-from connectors.amqp.wal import LogWriter, SyncTicket, read_committed, read_range, segments
+from pyspark_amqp.wal import LogWriter, SyncTicket, read_committed, read_range, segments
 
-log = logging.getLogger("connectors.amqp.ingest")
+log = logging.getLogger("pyspark_amqp.ingest")
 _CTX = mp.get_context("spawn")
 _ERROR_BYTES = 1024
 

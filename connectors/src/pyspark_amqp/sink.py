@@ -20,7 +20,7 @@ from typing import Any
 from pyspark.sql.datasource import DataSourceStreamWriter, DataSourceWriter, WriterCommitMessage
 from pyspark.sql.types import BinaryType, MapType, StringType, StructType
 
-from connectors.amqp.options import SinkOptions
+from pyspark_amqp.options import SinkOptions
 
 
 class AmqpSendError(RuntimeError):
@@ -61,7 +61,7 @@ def send_rows(options: SinkOptions, columns: tuple[str, ...], rows: Iterator[Any
     """Send every row and wait for the broker to accept each; returns how many were sent."""
     from proton.reactor import Container
 
-    from connectors.amqp.sender import RowSender
+    from pyspark_amqp.sender import RowSender
 
     rows = iter(rows)
     first = next(rows, None)

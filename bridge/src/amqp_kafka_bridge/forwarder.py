@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
+from amqp_message_model.connection import ConnectionOptions, connect_kwargs, parse_endpoints, redact_url
 from proton import Link
-from proton.reactor import Backoff, Container
+from proton.reactor import Container
 
-from bridge.endpoint import BridgeCore
-from bridge.kafka_io import SourceSpec
-from bridge.settings import BridgeSettings, redact_url
+from amqp_kafka_bridge.endpoint import BridgeCore
+from amqp_kafka_bridge.kafka_io import SourceSpec
+from amqp_kafka_bridge.settings import BridgeSettings
 
 log = logging.getLogger("bridge.forwarder")
 
@@ -38,15 +38,14 @@ class Forwarder:
 
     def start(self, container: Container) -> None:
         urls = self.settings.broker_urls
-        user = urlsplit(urls[0]).username
+        # The short idle timeout makes a silently vanished broker show up within seconds, not at the next write.
+        options = ConnectionOptions(parse_endpoints(",".join(urls)), connect_timeout_s=2.0, max_reconnect_delay_s=5.0)
+        user = options.endpoints[0].user
         log.info(
             "forwarder connecting",
             extra={"brokers": [redact_url(u) for u in urls], "routes": len(self.settings.routes), "user": user},
         )
-        # The heartbeat makes a silently vanished broker show up within seconds, not at the next write.
-        self.connection = container.connect(
-            urls=urls, reconnect=Backoff(initial=0.2, max_delay=5.0), heartbeat=2.0, allow_insecure_mechs=True
-        )
+        self.connection = container.connect(**connect_kwargs(options, reconnect=True))
         self.connection.forwarder = self
         self._open_links(container)
 

@@ -6,12 +6,12 @@ import collections
 from collections.abc import Iterator
 from typing import Any
 
+from amqp_message_model.connection import connect_kwargs
 from proton import Delivery
 from proton.handlers import MessagingHandler
 
-from connectors.amqp.connection import connect_kwargs
-from connectors.amqp.conversion import row_to_message
-from connectors.amqp.options import SinkOptions
+from pyspark_amqp.conversion import row_to_message
+from pyspark_amqp.options import SinkOptions
 
 
 class _Deadline:

@@ -1,0 +1,293 @@
+"""AMQP message <-> Kafka record conversion: one :class:`MessageConverter` per body format.
+
+Three formats (``Converter``), chosen by name with :func:`converter_for`:
+
+``raw``
+    AMQP -> Kafka: a ``data`` section or binary ``amqp-value`` is the record value as is; a
+    string is UTF-8; any other value (number, bool, list, map, ``amqp-sequence``) is written
+    as JSON text, the only portable form. Kafka -> AMQP: the value in a ``data`` section.
+``json``
+    AMQP -> Kafka: the body as JSON text. ``data``/binary bodies must already be UTF-8 JSON
+    (malformed input raises ``ConversionError``, so it is rejected, not forwarded); other
+    values are serialised. Kafka -> AMQP: the decoded JSON value as an ``amqp-value`` (a map
+    arrives as an AMQP map), so ``json`` round-trips typed values.
+``amqp``
+    AMQP -> Kafka: the whole encoded AMQP message (``Message.encode``), header to footer.
+    Kafka -> AMQP: ``Message.decode`` of the value, so every section survives the trip.
+
+Key and partition come from the ``x-opt-bridge.key``/``x-opt-bridge.partition`` message
+annotations, else from a configured application property (so one device keeps to one
+partition). Application properties become Kafka headers and back (a binary value as its
+bytes, any other as UTF-8 text by the rules of :mod:`amqp_message_model.values`, the same
+rules the Spark connector uses for its columns); ``subject``,
+``message_id``, ``correlation_id`` and ``content_type`` travel as ``amqp.*`` headers in the
+``raw`` and ``json`` modes. Records sent to AMQP carry ``x-opt-bridge.topic/partition/
+offset/key`` annotations.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from amqp_message_model.sections import is_encoded_message
+from amqp_message_model.values import MESSAGE_FIELDS, body_to_bytes, content_type_of, id_to_text, to_json_value, value_to_bytes
+from proton import Message, symbol
+
+Converter = Literal["raw", "json", "amqp"]
+CONVERTERS: tuple[Converter, ...] = ("raw", "json", "amqp")
+
+KEY_ANNOTATION = "x-opt-bridge.key"
+PARTITION_ANNOTATION = "x-opt-bridge.partition"
+TOPIC_ANNOTATION = "x-opt-bridge.topic"
+OFFSET_ANNOTATION = "x-opt-bridge.offset"
+
+# AMQP message fields carried as Kafka headers (raw/json modes) so that they survive.
+_FIELD_HEADERS = dict(zip(MESSAGE_FIELDS, ("amqp.subject", "amqp.message-id", "amqp.correlation-id", "amqp.content-type"), strict=True))
+
+
+class ConversionError(ValueError):
+    """A message that cannot be converted. ``condition`` is the AMQP error condition to reject it with."""
+
+    def __init__(self, condition: str, description: str) -> None:
+        super().__init__(description)
+        self.condition = condition
+        self.description = description
+
+
+@dataclass(frozen=True)
+class KafkaRecord:
+    """One Kafka record, independent of the client library. ``partition``/``offset`` are None before produce."""
+
+    topic: str
+    value: bytes | None
+    key: bytes | None = None
+    partition: int | None = None
+    offset: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = field(default_factory=tuple)
+    timestamp_ms: int | None = None
+
+
+def _body_json(body: Any) -> bytes:
+    try:
+        return json.dumps(to_json_value(body), separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise ConversionError("amqp:decode-error", f"body cannot be written as JSON: {exc}") from None
+
+
+def _key_of(message: Message, key_property: str | None) -> bytes | None:
+    annotations = message.annotations or {}
+    if KEY_ANNOTATION in annotations:
+        key = annotations[KEY_ANNOTATION]
+        if isinstance(key, str):
+            return key.encode()
+        if isinstance(key, (bytes, bytearray)):
+            return bytes(key)
+        raise ConversionError("amqp:invalid-field", f"{KEY_ANNOTATION} must be a string or binary, not {type(key).__name__}")
+    if key_property and message.properties and key_property in message.properties:
+        value = message.properties[key_property]
+        if value is None:
+            return None
+        return bytes(value) if isinstance(value, (bytes, bytearray)) else str(value).encode()
+    return None
+
+
+def _partition_of(message: Message) -> int | None:
+    annotations = message.annotations or {}
+    if PARTITION_ANNOTATION not in annotations:
+        return None
+    partition = annotations[PARTITION_ANNOTATION]
+    if isinstance(partition, bool) or not isinstance(partition, int) or partition < 0:
+        raise ConversionError("amqp:invalid-field", f"{PARTITION_ANNOTATION} must be a non-negative integer, not {partition!r}")
+    return int(partition)
+
+
+def _field_header(message: Message, attr: str) -> bytes | None:
+    """A travelling message field as header bytes (ids and content type by the shared model's rules)."""
+    if attr == "content_type":
+        text = content_type_of(message)
+    elif attr in ("id", "correlation_id"):
+        text = id_to_text(getattr(message, attr))
+    else:
+        text = getattr(message, attr)
+    return None if text is None or text == "" else str(text).encode()
+
+
+KAFKA_MAX_AHEAD_MS = 3_600_000
+"""Kafka (4.x default ``log.message.timestamp.after.max.ms``) refuses a record timestamp more than
+an hour ahead of its clock, and with it every other record of the same produce batch."""
+
+
+def _timestamp_of(message: Message, now_ms: int | None) -> int | None:
+    """``creation_time`` as the record timestamp, unless Kafka would refuse it (then Kafka stamps the record)."""
+    if not message.creation_time:
+        return None
+    timestamp = int(message.creation_time * 1000)
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return timestamp if timestamp <= now_ms + KAFKA_MAX_AHEAD_MS else None
+
+
+def _record_headers(message: Message, fields: bool) -> tuple[tuple[str, bytes], ...]:
+    headers: list[tuple[str, bytes]] = []
+    if fields:
+        for attr, name in _FIELD_HEADERS.items():
+            raw = _field_header(message, attr)
+            if raw is not None:
+                headers.append((name, raw))
+    for name, value in (message.properties or {}).items():
+        headers.append((str(name), value_to_bytes(value)))
+    return tuple(headers)
+
+
+def _header_value(raw: bytes | None) -> str | bytes | None:
+    if raw is None:
+        return None
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw
+
+
+class MessageConverter(ABC):
+    """One body format between AMQP and Kafka (the shape of Strimzi's ``MessageConverter``).
+
+    Key, partition, timestamp, headers and the ``x-opt-bridge.*`` annotations are the same for
+    every format; a subclass says only how the body becomes the record value and back, and
+    whether the AMQP fields travel as ``amqp.*`` headers.
+    """
+
+    name: ClassVar[Converter]
+    fields_as_headers: ClassVar[bool] = True
+
+    @abstractmethod
+    def record_value(self, message: Message) -> bytes | None:
+        """The Kafka record value for ``message``. Raises ``ConversionError``."""
+
+    @abstractmethod
+    def message_of(self, value: bytes | None) -> Message:
+        """The AMQP message (before headers and annotations) for a record value. Raises ``ConversionError``."""
+
+    def to_record(self, message: Message, topic: str, key_property: str | None = None, now_ms: int | None = None) -> KafkaRecord:
+        """AMQP message -> Kafka record for ``topic``.
+
+        Raises ``ConversionError`` (condition ``amqp:invalid-field`` for a wrongly typed
+        annotation, ``amqp:decode-error`` for a body the converter cannot take). ``creation_time``
+        becomes the record timestamp unless it is more than an hour ahead of ``now_ms`` (default:
+        the clock): Kafka would refuse that record and the records batched with it.
+        """
+        key = _key_of(message, key_property)
+        partition = _partition_of(message)
+        headers = _record_headers(message, self.fields_as_headers)
+        return KafkaRecord(topic, self.record_value(message), key, partition, None, headers, _timestamp_of(message, now_ms))
+
+    def to_message(self, record: KafkaRecord) -> Message:
+        """Kafka record -> AMQP message, with ``x-opt-bridge.*`` annotations. Raises ``ConversionError``."""
+        message = self.message_of(record.value)
+        properties = dict(message.properties or {})
+        fields = {v: k for k, v in _FIELD_HEADERS.items()} if self.fields_as_headers else {}
+        for name, raw in record.headers:
+            if name in fields:
+                value = _header_value(raw)
+                setattr(message, fields[name], value.decode(errors="replace") if isinstance(value, bytes) else value)
+            else:
+                properties[name] = _header_value(raw)
+        message.properties = properties or None
+        annotations = dict(message.annotations or {})
+        annotations[symbol(TOPIC_ANNOTATION)] = record.topic
+        if record.partition is not None:
+            annotations[symbol(PARTITION_ANNOTATION)] = record.partition
+        if record.offset is not None:
+            annotations[symbol(OFFSET_ANNOTATION)] = record.offset
+        if record.key is not None:
+            annotations[symbol(KEY_ANNOTATION)] = _header_value(record.key)
+        message.annotations = annotations
+        if record.timestamp_ms and not message.creation_time:
+            message.creation_time = record.timestamp_ms / 1000.0
+        return message
+
+
+class RawConverter(MessageConverter):
+    """The body as bytes (the shared model's rules); back as one ``data`` section."""
+
+    name = "raw"
+
+    def record_value(self, message: Message) -> bytes | None:
+        return body_to_bytes(message.body)
+
+    def message_of(self, value: bytes | None) -> Message:
+        return Message(body=value, inferred=True)
+
+
+class JsonConverter(MessageConverter):
+    """The body as JSON text (a binary body must already be UTF-8 JSON); back as a typed ``amqp-value``."""
+
+    name = "json"
+
+    def record_value(self, message: Message) -> bytes | None:
+        body = message.body
+        if body is None:
+            return None
+        if isinstance(body, (bytes, bytearray, memoryview)):
+            raw = bytes(body)
+            try:
+                json.loads(raw)
+            except ValueError as exc:
+                raise ConversionError("amqp:decode-error", f"body is not valid JSON: {exc}") from None
+            return raw
+        return _body_json(body)
+
+    def message_of(self, value: bytes | None) -> Message:
+        try:
+            body = json.loads(value) if value is not None else None
+        except ValueError as exc:
+            raise ConversionError("amqp:decode-error", f"record value is not valid JSON: {exc}") from None
+        return Message(body=body, content_type="application/json")
+
+
+class AmqpConverter(MessageConverter):
+    """The whole encoded AMQP message, header to footer, so every section survives the trip."""
+
+    name = "amqp"
+    fields_as_headers = False
+
+    def record_value(self, message: Message) -> bytes | None:
+        return bytes(message.encode())
+
+    def message_of(self, value: bytes | None) -> Message:
+        if not is_encoded_message(value):
+            raise ConversionError("amqp:decode-error", "record is not an encoded AMQP message")
+        message = Message()
+        try:
+            message.decode(value)
+        except Exception as exc:  # noqa: BLE001 - proton raises its own DataException/MessageException family
+            raise ConversionError("amqp:decode-error", f"record is not an encoded AMQP message: {exc}") from None
+        return message
+
+
+_CONVERTERS: dict[str, MessageConverter] = {c.name: c for c in (RawConverter(), JsonConverter(), AmqpConverter())}
+
+
+def converter_for(name: Converter) -> MessageConverter:
+    """The converter called ``name`` (one of :data:`CONVERTERS`)."""
+    return _CONVERTERS[name]
+
+
+def to_record(
+    message: Message, topic: str, converter: Converter = "raw", key_property: str | None = None, now_ms: int | None = None
+) -> KafkaRecord:
+    """AMQP message -> Kafka record with the converter called ``converter`` (see :meth:`MessageConverter.to_record`)."""
+    return converter_for(converter).to_record(message, topic, key_property, now_ms)
+
+
+def to_message(record: KafkaRecord, converter: Converter = "raw") -> Message:
+    """Kafka record -> AMQP message with the converter called ``converter`` (see :meth:`MessageConverter.to_message`)."""
+    return converter_for(converter).to_message(record)
+
+
+def headers_from_kafka(headers: Sequence[tuple[str, bytes | None]] | None) -> tuple[tuple[str, bytes], ...]:
+    """confluent-kafka's header list -> the record's header tuple (None values become empty bytes)."""
+    return tuple((name, value if value is not None else b"") for name, value in (headers or ()))
