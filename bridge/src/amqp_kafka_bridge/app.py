@@ -7,7 +7,6 @@ import threading
 import time
 from typing import Any
 
-from proton import SSLDomain
 from proton.reactor import ApplicationEvent, Container
 
 from amqp_kafka_bridge.endpoint import BridgeCore, BridgeHandler, server_attach
@@ -143,18 +142,3 @@ class Bridge:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def ssl_domain(settings: BridgeSettings) -> SSLDomain | None:
-    """The listener's TLS domain, or None without a certificate. With ``tls_ca_file`` clients must present a certificate."""
-    if settings.tls_cert_file is None:
-        return None
-    domain = SSLDomain(SSLDomain.MODE_SERVER)
-    password = settings.tls_key_password.get_secret_value() if settings.tls_key_password else None
-    domain.set_credentials(str(settings.tls_cert_file), str(settings.tls_key_file), password)
-    if settings.tls_ca_file is not None:
-        domain.set_trusted_ca_db(str(settings.tls_ca_file))
-        domain.set_peer_authentication(SSLDomain.VERIFY_PEER, str(settings.tls_ca_file))
-    else:
-        domain.set_peer_authentication(SSLDomain.ANONYMOUS_PEER)
-    return domain

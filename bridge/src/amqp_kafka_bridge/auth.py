@@ -25,6 +25,7 @@ from proton.handlers import IOHandler
 from proton.reactor import ApplicationEvent, Container
 
 from amqp_kafka_bridge.settings import BridgeSettings
+from amqp_kafka_bridge.tls import ssl_domain
 
 log = logging.getLogger("bridge.auth")
 
@@ -197,8 +198,6 @@ def _ubyte(value: int) -> Any:
 
 def listen(container: Container, settings: BridgeSettings, core: Any) -> Any:
     """Open the server-mode listener: proton's own (ANONYMOUS, optionally TLS) or a ``SaslListener`` for PLAIN."""
-    from amqp_kafka_bridge.app import ssl_domain
-
     if "PLAIN" in settings.sasl_mechanisms or settings.workers > 1:
         return SaslListener(container, settings, core)
     scheme = "amqps" if settings.tls_cert_file else "amqp"
