@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup up down status demo test test-unit bench lint dist cluster-up cluster-down
+.PHONY: system-packages proton-check setup up down status demo test test-unit bench lint dist cluster-up cluster-down
 
 # The venv is rebuilt only when requirements.txt changes; the JVM parts are fetched only
 # when their cache stamps are missing, so a warm `make setup` touches no registry.
@@ -15,14 +15,45 @@ DISTRIBUTIONS := message_model connectors bridge
 $(VENV)/.installed: requirements.txt $(foreach d,$(DISTRIBUTIONS),$(d)/pyproject.toml)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "Python 3.10+ is needed as $(PYTHON)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(MAKE) --no-print-directory system-packages
 	$(PY) -m pip install --upgrade --quiet pip wheel setuptools
 	$(PY) -m pip install --progress-bar off -r requirements.txt
 	# The project's own distributions, editable: what users install as wheels (make dist).
 	$(PY) -m pip install --progress-bar off $(foreach d,$(DISTRIBUTIONS),-e ./$(d))
-	@$(PY) -c 'import proton, sys; sys.exit(0 if proton.SSL.present() else "python-qpid-proton was built without TLS: install OpenSSL headers and pkg-config (apt-get install libssl-dev pkg-config), then rm -rf $(VENV) and run make setup again")'
+	@$(MAKE) --no-print-directory proton-check
 	touch $@
 
+# python-qpid-proton compiles TLS and Cyrus SASL (PLAIN, SCRAM, EXTERNAL for the bridge)
+# only when their headers are present at build time. On Debian/Ubuntu, as root, install
+# what is missing; elsewhere say what to install.
+SYSTEM_PACKAGES := build-essential pkg-config libssl-dev libsasl2-dev libsasl2-2 libsasl2-modules sasl2-bin
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done 2>/dev/null); \
+	if ! command -v dpkg >/dev/null; then \
+	  echo "not Debian: make sure OpenSSL and Cyrus SASL headers, pkg-config and saslpasswd2 are installed"; \
+	elif [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing $$missing"; \
+	    apt-get install -y --no-install-recommends $$missing >/dev/null || \
+	      { apt-get update -q >/dev/null && apt-get install -y --no-install-recommends $$missing >/dev/null; } || \
+	      { echo "could not install: $$missing"; exit 1; }; \
+	  else \
+	    echo "missing system packages: sudo apt-get install $$missing"; exit 1; \
+	  fi; \
+	fi
+
+# A proton wheel built before the headers were there (pip's wheel cache keeps it) lacks
+# Cyrus: rebuild it from source, bypassing the cache, only when SASL.extended() is false.
+PROTON_REQ := $(shell grep -E '^python-qpid-proton==' requirements.txt)
+PROTON_OK := import proton, sys; sys.exit(0 if proton.SSL.present() and proton.SASL.extended() else 1)
+proton-check:
+	@$(PY) -c '$(PROTON_OK)' || { \
+	  echo "python-qpid-proton lacks TLS or Cyrus SASL: rebuilding it from source"; \
+	  $(PY) -m pip install --progress-bar off --force-reinstall --no-deps --no-binary python-qpid-proton --no-cache-dir '$(PROTON_REQ)'; }
+	@$(PY) -c '$(PROTON_OK)' || { echo "python-qpid-proton was built without TLS or Cyrus SASL: install libssl-dev, libsasl2-dev, libsasl2-modules, sasl2-bin and pkg-config (Debian: apt-get install build-essential pkg-config libssl-dev libsasl2-dev libsasl2-modules sasl2-bin), then run make setup again"; exit 1; }
+
 setup: $(VENV)/.installed
+	@$(MAKE) --no-print-directory proton-check
 	@$(PY) -m services fetch
 
 up: setup

@@ -20,7 +20,9 @@ from amqp_kafka_bridge.settings import BridgeSettings
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="amqp-kafka-bridge", description="AMQP 1.0 <-> Kafka bridge (server or forwarder mode).")
+    parser = argparse.ArgumentParser(
+        prog="amqp-kafka-bridge", description="AMQP 1.0 <-> Kafka bridge (server or forwarder mode)."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--config", default=os.environ.get("BRIDGE_CONFIG"), help="YAML settings file (env: BRIDGE_CONFIG)")
     parser.add_argument("--mode", choices=["server", "forwarder"])

@@ -41,14 +41,19 @@ class Bridge:
         self._stopped = threading.Event()
         self._acceptor: Any = None
         self._forwarder: Any = None
+        self._cyrus: Any = None
         self.error: BaseException | None = None
 
     def _on_start(self, event: Any) -> None:
         settings = self.settings
         if settings.mode == "server":
             from amqp_kafka_bridge.auth import listen
+            from amqp_kafka_bridge.sasl import cyrus_config
 
-            self._acceptor = listen(event.container, settings, self.core)
+            self._cyrus = cyrus_config(
+                settings.sasl_mechanisms, settings.sasl_db_file, settings.sasl_config_dir, settings.sasl_config_name
+            )
+            self._acceptor = listen(event.container, settings, self._cyrus)
         else:
             from amqp_kafka_bridge.forwarder import Forwarder
 
@@ -131,6 +136,8 @@ class Bridge:
             bridged.on_closed(force=True)
         self.core.admin.close()
         self.http.stop()
+        if self._cyrus is not None:
+            self._cyrus.close()
         log.info("bridge stopped", extra={"unflushed": unsent})
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -2,8 +2,9 @@
 
 Server mode: peers attach links to the bridge's listener. A sender link with target ``T``
 produces to topic ``T`` (or its route); a receiver link with source ``T/group.id/G`` (or
-the ``group.id`` link property), with optional ``x-opt-bridge.partition-filter`` and
-``x-opt-bridge.offset-filter`` source filters, receives the topic's records.
+the ``group.id`` link property), with optional partition/offset source filters (``filters``:
+this bridge's ``x-opt-bridge.*`` and Strimzi's ``io.strimzi:*``), receives the topic's records.
+Each attach is checked against the ``acl`` rules (``access``) before Kafka is touched.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from proton import Condition, Delivery, Described, Link
+from proton import Condition, Delivery, Link
 from proton.handlers import IncomingMessageHandler, MessagingHandler
 from proton.reactor import ApplicationEvent, EventInjector
 
+from amqp_kafka_bridge.access import AccessControl, AccessDenied
+from amqp_kafka_bridge.filters import FilterError, parse_filters
 from amqp_kafka_bridge.kafka_io import ProducerPump, Signal, SourceSpec, TopicAdmin
 from amqp_kafka_bridge.links import InboundLink, OutboundLink, settle
 from amqp_kafka_bridge.metrics import BridgeMetrics
@@ -42,8 +45,6 @@ def _contained(method: Callable[..., None]) -> Callable[..., None]:
 
 
 GROUP_SEPARATOR = "/group.id/"
-PARTITION_FILTERS = ("x-opt-bridge.partition-filter:int", "x-opt-bridge.partition-filter")
-OFFSET_FILTERS = ("x-opt-bridge.offset-filter:long", "x-opt-bridge.offset-filter")
 
 
 class AddressError(ValueError):
@@ -54,23 +55,13 @@ class AddressError(ValueError):
         self.condition = condition
 
 
-def _filter_value(filters: dict[Any, Any], names: tuple[str, ...]) -> int | None:
-    for name in names:
-        if name in filters:
-            value = filters[name]
-            if isinstance(value, Described):
-                value = value.value
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise AddressError("amqp:invalid-field", f"filter {name} must be a non-negative integer, not {value!r}")
-            return int(value)
-    return None
-
-
-def parse_source(address: str | None, properties: dict[Any, Any] | None, filters: dict[Any, Any] | None) -> SourceSpec:
-    """Receiver-link source -> what to consume. Raises ``AddressError``.
+def parse_source(
+    address: str | None, properties: dict[Any, Any] | None, filters: dict[Any, Any] | None
+) -> tuple[SourceSpec, dict[Any, Any]]:
+    """Receiver-link source -> what to consume, and the filters applied (to echo). Raises ``AddressError``/``FilterError``.
 
     ``T/group.id/G`` names topic ``T`` and group ``G``; without the suffix the ``group.id``
-    link property gives the group. An offset filter needs a partition filter.
+    link property gives the group. Filters: see ``amqp_kafka_bridge.filters``.
     """
     if not address:
         raise AddressError("amqp:invalid-field", "a source address (the topic) is required")
@@ -82,12 +73,8 @@ def parse_source(address: str | None, properties: dict[Any, Any] | None, filters
             "amqp:invalid-field",
             f"no consumer group: use source '{topic or 'topic'}{GROUP_SEPARATOR}<group>' or a group.id link property",
         )
-    filters = filters or {}
-    partition = _filter_value(filters, PARTITION_FILTERS)
-    offset = _filter_value(filters, OFFSET_FILTERS)
-    if offset is not None and partition is None:
-        raise AddressError("amqp:invalid-field", "an offset filter needs a partition filter")
-    return SourceSpec(topic, group, partition, offset)
+    applied = parse_filters(filters)
+    return SourceSpec(topic, group, applied.partition, applied.offset), applied.echo
 
 
 class BridgeCore:
@@ -105,27 +92,27 @@ class BridgeCore:
         self.checks_signal = Signal(lambda: self.injector.trigger(ApplicationEvent("topic_checks")))
         self.producer = ProducerPump(settings.producer_config(), self.acks_signal)
         self.admin = TopicAdmin(settings.admin_config(), settings.topic_partitions)
+        self.access = AccessControl(settings, metrics)
         self.links: set[InboundLink | OutboundLink] = set()
         self._checks: list[tuple[InboundLink | OutboundLink, Future[str | None]]] = []
         self.draining = False
-        self.handler_hooks: dict[str, Callable[[], None]] = {}
 
     def start(self) -> None:
         self.producer.start()
 
-    def attach_inbound(self, link: Link, topic: str) -> None:
-        self._attach(InboundLink(self, link, topic), link)
+    def attach_inbound(self, link: Link, topic: str, create: bool | None = None) -> None:
+        self._attach(InboundLink(self, link, topic), link, create)
 
-    def attach_outbound(self, link: Link, spec: SourceSpec) -> None:
-        self._attach(OutboundLink(self, link, spec), link)
+    def attach_outbound(self, link: Link, spec: SourceSpec, create: bool | None = None) -> None:
+        self._attach(OutboundLink(self, link, spec), link, create)
 
-    def _attach(self, bridged: InboundLink | OutboundLink, link: Link) -> None:
+    def _attach(self, bridged: InboundLink | OutboundLink, link: Link, create: bool | None) -> None:
+        """``create``: whether a missing topic is created (default ``auto_create_topics``)."""
         link.bridged = bridged
         self.links.add(bridged)
         self.metrics.links.labels(bridged.role).inc()
-        future = self.admin.check(
-            bridged.topic, self.settings.auto_create_topics, timeout=min(10.0, self.settings.delivery_timeout_s)
-        )
+        create = self.settings.auto_create_topics if create is None else create
+        future = self.admin.check(bridged.topic, create, timeout=min(10.0, self.settings.delivery_timeout_s))
         self._checks.append((bridged, future))
         future.add_done_callback(lambda _f: self.checks_signal.set())
 
@@ -263,7 +250,7 @@ class BridgeHandler(MessagingHandler):
         self.core.link_closed(event.link)
 
     def on_connection_opened(self, event: Any) -> None:
-        self.core.metrics.connections.inc()
+        self.core.metrics.connection_opened(event.connection)
         forwarder = getattr(event.connection, "forwarder", None)
         if forwarder is not None:
             forwarder.on_opened()
@@ -274,7 +261,14 @@ class BridgeHandler(MessagingHandler):
         forwarder = getattr(event.connection, "forwarder", None) if event.connection is not None else None
         if forwarder is not None:
             forwarder.on_failed(f"{cond.name}: {cond.description}" if cond else "connection failed")
+        if cond is not None and cond.name == "amqp:unauthorized-access" and forwarder is None:
+            self.core.metrics.auth_failures.inc()  # a client refused at SASL (Cyrus said no)
         super().on_transport_error(event)  # proton's: logs it, and gives up on refused credentials
+
+    def on_transport_closed(self, event: Any) -> None:
+        """Every way a connection ends (close, error, a peer that vanished) ends here: count it gone once."""
+        if event.connection is not None:
+            self.core.metrics.connection_ended(event.connection)
 
     def on_disconnected(self, event: Any) -> None:
         conn = event.connection
@@ -289,7 +283,7 @@ class BridgeHandler(MessagingHandler):
             link = link.next(0)
 
     def on_connection_closed(self, event: Any) -> None:
-        self.core.metrics.connections.dec()
+        self.core.metrics.connection_ended(event.connection)
         self.on_disconnected(event)
 
     @_contained
@@ -304,10 +298,6 @@ class BridgeHandler(MessagingHandler):
     def on_topic_checks(self, event: Any) -> None:
         self.core.on_topic_checks()
 
-    @_contained
-    def on_sasl_done(self, event: Any) -> None:
-        self.core.handler_hooks["sasl_done"]()
-
 
 def _filters_of(terminus: Any) -> dict[Any, Any] | None:
     data = terminus.filter
@@ -320,6 +310,14 @@ def _filters_of(terminus: Any) -> dict[Any, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _echo_filters(terminus: Any, applied: dict[Any, Any]) -> None:
+    """The attach answers with only the filters the bridge applies (the copied source had every one asked for)."""
+    data = terminus.filter
+    data.clear()
+    if applied:
+        data.put_dict(applied)
+
+
 def server_attach(core: BridgeCore, link: Link) -> None:
     """Server mode: what a peer's link asks for, from its address (and filters for receivers)."""
     try:
@@ -328,13 +326,16 @@ def server_attach(core: BridgeCore, link: Link) -> None:
             if not address:
                 raise AddressError("amqp:invalid-field", "a target address (the topic) is required")
             link.target.address = address
-            core.attach_inbound(link, core.settings.topic_for(address))
+            topic = core.settings.topic_for(address)
+            core.access.check_produce(link, topic)
+            core.attach_inbound(link, topic, core.access.may_create(link, topic))
         else:
             source = link.remote_source
             link.source.copy(source)
-            filters = _filters_of(source)
-            spec = parse_source(source.address, link.remote_properties, filters)
-            core.attach_outbound(link, spec)
-    except AddressError as exc:
+            spec, applied = parse_source(source.address, link.remote_properties, _filters_of(source))
+            _echo_filters(link.source, applied)
+            core.access.check_consume(link, spec.topic, spec.group)
+            core.attach_outbound(link, spec, core.access.may_create(link, spec.topic))
+    except (AddressError, FilterError, AccessDenied) as exc:
         log.info("link refused", extra={"link": link.name, "condition": exc.condition, "reason": str(exc)})
         link.refusal = Condition(exc.condition, str(exc))  # closed once proton has opened it (on_link_local_open)

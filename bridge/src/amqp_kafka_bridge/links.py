@@ -152,8 +152,8 @@ class InboundLink:
         metrics = self.core.metrics
         metrics.in_flight.dec()
         if ack.error is None:
-            metrics.messages_in.labels(self.name, self.topic).inc()
-            metrics.bytes_in.labels(self.name, self.topic).inc(pending.size)
+            metrics.messages_in.labels(self.topic).inc()
+            metrics.bytes_in.labels(self.topic).inc(pending.size)
             metrics.latency.observe(time.perf_counter() - pending.started)
         if self.closed:
             return  # the peer went away: the unsettled delivery is gone; it resends what it never saw accepted
@@ -274,8 +274,8 @@ class OutboundLink:
             return
         rec = sent.record
         if outcome == "accepted":
-            self.core.metrics.messages_out.labels(self.name, self.topic).inc()
-            self.core.metrics.bytes_out.labels(self.name, self.topic).inc(len(rec.value or b""))
+            self.core.metrics.messages_out.labels(self.topic).inc()
+            self.core.metrics.bytes_out.labels(self.topic).inc(len(rec.value or b""))
             self._done(rec)
         elif outcome == "rejected":
             self.core.metrics.peer_rejected.labels(self.topic, outcome).inc()

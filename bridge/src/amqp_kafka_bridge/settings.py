@@ -16,14 +16,19 @@ from amqp_message_model.connection import redact_url
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
+from amqp_kafka_bridge.authorization import AclRule
 from amqp_kafka_bridge.converters import Converter
 
 Policy = Literal["redeliver", "dead-letter", "detach"]
-Mechanism = Literal["ANONYMOUS", "PLAIN"]
+Mechanism = Literal["ANONYMOUS", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "EXTERNAL"]
+PASSWORD_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("bridge_config_file", default=None)
 
 _SECRET_WORDS = ("password", "secret", "token", "key.pem", "sasl.jaas")
+
+
 class Route(BaseModel, frozen=True):
     """One forwarder route: AMQP ``address`` -> Kafka ``topic`` (``to-kafka``) or back (``to-amqp``)."""
 
@@ -65,8 +70,26 @@ class BridgeSettings(BaseSettings):
     dead_letter_suffix: str = ".dlq"
     max_redeliveries: int = Field(default=10, ge=0, description="then a released record follows on_rejected")
 
-    sasl_mechanisms: list[Mechanism] = Field(default_factory=lambda: ["ANONYMOUS"])
-    users: dict[str, SecretStr] = Field(default_factory=dict, description="SASL PLAIN user -> password")
+    sasl_mechanisms: list[Mechanism] = Field(
+        default_factory=lambda: ["ANONYMOUS"],
+        description="SASL mechanisms the listener offers (Cyrus): ANONYMOUS, PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, EXTERNAL",
+    )
+    sasl_db_file: Path | None = Field(
+        default=None, description="sasldb with the users (saslpasswd2 -c -f FILE USER); PLAIN and SCRAM check it"
+    )
+    sasl_config_dir: Path | None = Field(
+        default=None, description="a Cyrus configuration directory of your own (instead of sasl_db_file)"
+    )
+    sasl_config_name: str = Field(default="amqp-kafka-bridge", description="the .conf name in sasl_config_dir")
+    allow_plain_without_tls: bool = Field(
+        default=False, description="offer PLAIN on a listener without TLS (passwords in clear text on the wire)"
+    )
+    allow_open_access: bool = Field(
+        default=False,
+        description="start on a non-loopback address although ANONYMOUS clients could then use (or create) any topic",
+    )
+    acl: list[AclRule] = Field(default_factory=list, description="authorization rules; once any exists, deny by default")
+    acl_file: Path | None = Field(default=None, description="YAML list of authorization rules (added to acl)")
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_key_password: SecretStr | None = None
@@ -98,17 +121,58 @@ class BridgeSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> BridgeSettings:
-        if "PLAIN" in self.sasl_mechanisms and not self.users:
-            raise ValueError("sasl_mechanisms includes PLAIN but no users are configured (users: {name: password})")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file must be given together")
-        if self.workers > 1 and (self.mode != "server" or self.tls_cert_file is not None):
-            raise ValueError("workers > 1 is for server mode without TLS (the shared port is opened by the bridge itself)")
-        if self.tls_cert_file is not None and "PLAIN" in self.sasl_mechanisms:
-            raise ValueError(
-                "SASL PLAIN over TLS needs proton built with Cyrus SASL; use PLAIN without TLS or client certificates"
-            )
+        if self.workers > 1 and self.mode != "server":
+            raise ValueError("workers > 1 is for server mode (the workers share the AMQP port)")
+        if self.mode == "server":
+            self._check_authentication()
         return self
+
+    def _check_authentication(self) -> None:
+        mechanisms = set(self.sasl_mechanisms)
+        if not mechanisms:
+            raise ValueError("sasl_mechanisms is empty: give at least one (ANONYMOUS, PLAIN, SCRAM-SHA-256, ...)")
+        own_config = self.sasl_config_dir is not None
+        if mechanisms & set(PASSWORD_MECHANISMS) and self.sasl_db_file is None and not own_config:
+            raise ValueError(
+                f"sasl_mechanisms {sorted(mechanisms & set(PASSWORD_MECHANISMS))} need users: set sasl_db_file "
+                "(make one with: python -m amqp_kafka_bridge.sasl add-user --db FILE USER) or sasl_config_dir"
+            )
+        if self.sasl_db_file is not None and not Path(self.sasl_db_file).is_file():
+            raise ValueError(f"sasl_db_file {self.sasl_db_file} does not exist (add a user to create it)")
+        if "EXTERNAL" in mechanisms and self.tls_ca_file is None:
+            raise ValueError("EXTERNAL needs client certificates: set tls_ca_file (and tls_cert_file/tls_key_file)")
+        if self.tls_cert_file is None and "PLAIN" in mechanisms and not self.allow_plain_without_tls:
+            raise ValueError(
+                "PLAIN without TLS sends passwords in clear text: set tls_cert_file/tls_key_file, "
+                "use SCRAM-SHA-256, or set allow_plain_without_tls: true to accept that on purpose"
+            )
+        if self.amqp_host not in LOOPBACK and "ANONYMOUS" in mechanisms and not self.allow_open_access:
+            if not self.all_acl():
+                raise ValueError(
+                    f"amqp_host {self.amqp_host} is reachable from the network, ANONYMOUS is allowed and there are no acl "
+                    "rules: anyone could use every topic. Remove ANONYMOUS, add acl rules, or set allow_open_access: true "
+                    "(BRIDGE_ALLOW_OPEN_ACCESS=true) to run it open on purpose"
+                )
+            from amqp_kafka_bridge.authorization import Authorizer
+
+            if self.auto_create_topics and Authorizer(self.all_acl()).grants_anonymous("create"):
+                raise ValueError(
+                    f"amqp_host {self.amqp_host} is reachable from the network and anonymous clients may create topics: "
+                    "remove create_topics from the anonymous rules, set auto_create_topics: false, "
+                    "or set allow_open_access: true to allow it on purpose"
+                )
+
+    def all_acl(self) -> list[AclRule]:
+        """The ``acl`` rules and those of ``acl_file``."""
+        if self.acl_file is None:
+            return list(self.acl)
+        import yaml
+
+        data = yaml.safe_load(Path(self.acl_file).read_text()) or []
+        raw = data.get("acl", data) if isinstance(data, dict) else data
+        return [*self.acl, *(AclRule.model_validate(rule) for rule in raw)]
 
     @classmethod
     def settings_customise_sources(
@@ -186,7 +250,6 @@ class BridgeSettings(BaseSettings):
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict safe to log: secrets and secret-looking Kafka keys masked."""
         data = self.model_dump(mode="json")
-        data["users"] = {name: "***" for name in self.users}
         data["broker_urls"] = [redact_url(url) for url in self.broker_urls]
         for section in ("kafka_producer", "kafka_consumer"):
             data[section] = {k: ("***" if any(w in k for w in _SECRET_WORDS) else v) for k, v in data[section].items()}
