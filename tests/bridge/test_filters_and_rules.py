@@ -6,18 +6,18 @@ import pytest
 from amqp_kafka_bridge.authorization import AclRule, Authorizer
 from amqp_kafka_bridge.filters import FilterError, parse_filters
 from amqp_kafka_bridge.settings import BridgeSettings
-from proton import Described, int32, symbol, ulong, uint
+from proton import Described, int32, symbol, uint, ulong
 from pydantic import ValidationError
 
 pytestmark = pytest.mark.unit
 
-P, O = symbol("io.strimzi:partition-filter:int"), symbol("io.strimzi:offset-filter:long")
+P, OFFSET = symbol("io.strimzi:partition-filter:int"), symbol("io.strimzi:offset-filter:long")
 
 
 def test_strimzi_filters_select_and_are_echoed_as_sent():
-    applied = parse_filters({P: int32(1), O: 5})
+    applied = parse_filters({P: int32(1), OFFSET: 5})
     assert (applied.partition, applied.offset) == (1, 5)
-    assert applied.echo == {P: int32(1), O: 5} and type(applied.echo[P]) is int32
+    assert applied.echo == {P: int32(1), OFFSET: 5} and type(applied.echo[P]) is int32
 
 
 def test_bridge_filters_accept_any_non_negative_integer():
@@ -30,11 +30,11 @@ def test_bridge_filters_accept_any_non_negative_integer():
     ("filters", "condition"),
     [
         ({P: 1}, "io.strimzi:wrong-partition-filter"),  # a long where Strimzi wants an int
-        ({P: int32(0), O: int32(3)}, "io.strimzi:wrong-offset-filter"),
-        ({P: int32(0), O: uint(3)}, "io.strimzi:wrong-offset-filter"),
-        ({O: 3}, "io.strimzi:no-partition-filter"),
+        ({P: int32(0), OFFSET: int32(3)}, "io.strimzi:wrong-offset-filter"),
+        ({P: int32(0), OFFSET: uint(3)}, "io.strimzi:wrong-offset-filter"),
+        ({OFFSET: 3}, "io.strimzi:no-partition-filter"),
         ({P: int32(-1)}, "io.strimzi:wrong-filter"),
-        ({P: int32(0), O: -2}, "io.strimzi:wrong-filter"),
+        ({P: int32(0), OFFSET: -2}, "io.strimzi:wrong-filter"),
         ({symbol("x-opt-bridge.offset-filter"): 3}, "amqp:invalid-field"),
         ({symbol("x-opt-bridge.partition-filter"): "one"}, "amqp:invalid-field"),
         ({P: int32(0), symbol("x-opt-bridge.partition-filter"): 0}, "amqp:invalid-field"),

@@ -263,6 +263,8 @@ class BridgeHandler(MessagingHandler):
             forwarder.on_failed(f"{cond.name}: {cond.description}" if cond else "connection failed")
         if cond is not None and cond.name == "amqp:unauthorized-access" and forwarder is None:
             self.core.metrics.auth_failures.inc()  # a client refused at SASL (Cyrus said no)
+            peer = getattr(event.connection, "url", None) if event.connection is not None else None
+            log.warning("connection refused at SASL", extra={"peer": str(peer), "reason": cond.description})
         super().on_transport_error(event)  # proton's: logs it, and gives up on refused credentials
 
     def on_transport_closed(self, event: Any) -> None:

@@ -1,4 +1,8 @@
-"""The bridge's HTTP side: ``/metrics`` (Prometheus text), ``/healthz`` (process alive), ``/readyz`` (serving)."""
+"""The bridge's HTTP side: ``/metrics`` (Prometheus text), ``/healthz`` (process alive), ``/readyz`` (serving).
+
+``/healthy`` and ``/ready`` answer the same as ``/healthz`` and ``/readyz``: the Strimzi bridge's
+paths, so probes written for it keep working.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ class HttpEndpoint:
             "/healthz": lambda: (200, "text/plain", b"ok\n") if healthy() else (503, "text/plain", b"unhealthy\n"),
             "/readyz": lambda: (200, "text/plain", b"ready\n") if ready() else (503, "text/plain", b"not ready\n"),
         }
+        routes["/healthy"], routes["/ready"] = routes["/healthz"], routes["/readyz"]
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's spelling)

@@ -50,23 +50,49 @@ def cyrus_available() -> bool:
     return proton.SASL.extended()
 
 
-def write_config(mechanisms: Sequence[str], sasl_db_file: Path | None) -> CyrusConfig:
-    """A private config directory for ``mechanisms`` against ``sasl_db_file`` (mode 0700, removed by ``close``)."""
+def write_config(sasl_db_file: Path | None) -> CyrusConfig:
+    """A private config directory for ``sasl_db_file`` (mode 0700, removed by ``close``).
+
+    No ``mech_list``: each transport's ``allowed_mechs`` restricts what is offered.
+    """
     directory = Path(tempfile.mkdtemp(prefix="bridge-sasl-"))
-    lines = [f"mech_list: {' '.join(mechanisms)}"]
+    lines = ["pwcheck_method: auxprop", "auxprop_plugin: sasldb"]
     if sasl_db_file is not None:
-        lines += ["pwcheck_method: auxprop", "auxprop_plugin: sasldb", f"sasldb_path: {Path(sasl_db_file).resolve()}"]
+        lines.append(f"sasldb_path: {Path(sasl_db_file).resolve()}")
     (directory / f"{APP_NAME}.conf").write_text("\n".join(lines) + "\n")
     return CyrusConfig(directory, APP_NAME, owned=True)
+
+
+# Proton initialises Cyrus once per process, from the first configuration any transport names;
+# later ones are silently ignored. Remember what this process was initialised for.
+_process_backend: tuple[str, str | None] | None = None
 
 
 def cyrus_config(
     mechanisms: Sequence[str], sasl_db_file: Path | None, config_dir: Path | None, config_name: str | None
 ) -> CyrusConfig:
-    """The operator's own configuration if given, else one written for ``sasl_db_file``."""
+    """The operator's own configuration if given, else one written for ``sasl_db_file``.
+
+    Raises RuntimeError when this process already serves another user backend: Cyrus cannot
+    switch (run each such bridge in its own process).
+    """
+    global _process_backend
+    backend = (
+        ("config", f"{Path(config_dir).resolve()}/{config_name}")
+        if config_dir is not None
+        else ("sasldb", str(Path(sasl_db_file).resolve()) if sasl_db_file is not None else None)
+    )
+    needs_users = bool(set(mechanisms) - {"ANONYMOUS", "EXTERNAL"})
+    if _process_backend is not None and needs_users and _process_backend != backend:
+        raise RuntimeError(
+            f"Cyrus SASL in this process already serves {_process_backend[1] or 'no user database'}; "
+            "it is configured once per process: run this bridge in a process of its own"
+        )
+    if _process_backend is None:
+        _process_backend = backend
     if config_dir is not None:
         return CyrusConfig(Path(config_dir), config_name or APP_NAME)
-    return write_config(mechanisms, sasl_db_file)
+    return write_config(sasl_db_file)
 
 
 def _tool(name: str) -> str:

@@ -242,7 +242,9 @@ class BridgeSettings(BaseSettings):
 
     def admin_config(self) -> dict[str, Any]:
         passthrough = {k: v for k, v in self.kafka_producer.items() if k.startswith(("security.", "sasl.", "ssl."))}
-        return {"bootstrap.servers": self.kafka_bootstrap, **passthrough}
+        # The topic check's metadata request must not create the topic through the broker's own
+        # auto.create.topics.enable: creation is the bridge's decision (auto_create_topics, acl).
+        return {"bootstrap.servers": self.kafka_bootstrap, "allow.auto.create.topics": False, **passthrough}
 
     def __repr__(self) -> str:
         return f"BridgeSettings({self.redacted()!r})"
