@@ -5,10 +5,10 @@
 #   docker build -t amqp-spark-kafka .
 #   docker compose up          # see docker-compose.yml and docs/deployment.md
 
-# ---- build: wheels, including python-qpid-proton compiled against OpenSSL (TLS) ----
+# ---- build: wheels, including python-qpid-proton compiled against OpenSSL (TLS) and Cyrus SASL ----
 FROM python:3.11-slim-bookworm AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential pkg-config libssl-dev libffi-dev \
+ && apt-get install -y --no-install-recommends build-essential pkg-config libssl-dev libsasl2-dev libffi-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY requirements.txt .
@@ -18,15 +18,16 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels -r requirements.txt jupyterlab=
 # bookworm: it has OpenJDK 17 (Spark 4.2 runs on 17 and 21).
 FROM python:3.11-slim-bookworm
 # Java for spark-submit and the Spark worker (pyspark's spark-class); libssl for proton's TLS;
+# Cyrus SASL (libsasl2-2, libsasl2-modules: PLAIN and SCRAM; sasl2-bin: saslpasswd2) for the bridge's listener;
 # procps because Spark's scripts call ps; tini reaps the JVM's children and forwards signals.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends openjdk-17-jre-headless libssl3 procps tini \
+ && apt-get install -y --no-install-recommends openjdk-17-jre-headless libssl3 libsasl2-2 libsasl2-modules sasl2-bin procps tini \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /wheels /wheels
 COPY requirements.txt /tmp/requirements.txt
 RUN pip install --no-cache-dir --no-index --find-links /wheels -r /tmp/requirements.txt jupyterlab==4.6.6 \
  && rm -rf /wheels \
- && python -c 'import proton, sys; sys.exit(0 if proton.SSL.present() else "python-qpid-proton was built without TLS")'
+ && python -c 'import proton, sys; sys.exit(0 if proton.SSL.present() and proton.SASL.extended() else "python-qpid-proton was built without TLS or Cyrus SASL")'
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONPATH=/app \

@@ -66,6 +66,17 @@ def _plain(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
 
 
+def command_lines() -> dict[str, str]:
+    """Every process's command line, as ``ps`` shows them to any local user."""
+    lines = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            lines[entry.name] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+    return lines
+
+
 def metrics_of(bridge: BridgeProcess) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{bridge.http_port}/metrics", timeout=10) as resp:
         return resp.read().decode()
@@ -113,6 +124,7 @@ def test_password_mechanisms_over_tls(start_process, kafka_bootstrap, unique_nam
     log = bridge.log.read_text()
     assert "connection refused at SASL" in log
     assert PASSWORDS["alice"] not in log + metrics and "not-the-password" not in log + metrics
+    assert not [pid for pid, cmdline in command_lines().items() if PASSWORDS["alice"] in cmdline]
 
 
 def test_plain_without_tls_only_when_allowed(start_process, unique_name, sasldb):

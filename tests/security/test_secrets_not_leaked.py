@@ -303,3 +303,24 @@ def test_invalid_bridge_settings_are_named_without_passwords(tmp_path: Path, mon
     err = capsys.readouterr().err
     assert "invalid settings" in err and "workers > 1" in err
     assert not leaks(err, SECRET, KAFKA_SECRET), err
+
+
+def test_invalid_bridge_listener_settings_are_named_without_secrets(tmp_path: Path, capsys) -> None:
+    """A refused SASL/TLS listener configuration names the problem, never the TLS key password."""
+    from amqp_kafka_bridge.__main__ import main
+
+    config = tmp_path / "bridge.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "sasl_mechanisms": ["PLAIN"],
+                "sasl_db_file": str(tmp_path / "missing.sasldb"),
+                "tls_key_password": SECRET,
+                "acl": [{"principal": USER, "produce": ["t"]}],
+            }
+        )
+    )
+    assert main(["--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "sasl_db_file" in err and "does not exist" in err
+    assert not leaks(err, SECRET), err
