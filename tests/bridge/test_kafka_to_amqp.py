@@ -6,7 +6,7 @@ import pytest
 from proton import Message
 
 from tests.bridge.clients import receive
-from tests.bridge.conftest import consume, create_topic, produce, wait_committed
+from tests.bridge.helpers import consume, create_topic, produce, wait_committed
 
 pytestmark = pytest.mark.integration
 
