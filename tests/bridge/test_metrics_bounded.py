@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bridge.conftest import ROOT, BridgeProcess
+from tests.bridge.helpers import ROOT, BridgeProcess
 
 pytestmark = pytest.mark.integration
 

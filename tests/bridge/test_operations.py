@@ -9,7 +9,7 @@ import pytest
 from proton import Message
 
 from tests.bridge.clients import send
-from tests.bridge.conftest import consume
+from tests.bridge.helpers import consume
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from proton import ConnectionException, Message, SSLDomain, int32, symbol
 from proton.reactor import Filter
 from proton.utils import BlockingConnection, LinkDetached
 
-from tests.bridge.conftest import BridgeProcess, committed, consume, create_topic, produce
+from tests.bridge.helpers import BridgeProcess, committed, consume, create_topic, produce
 from tests.bridge.pki import BridgePki, make_bridge_pki
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not __import__("proton").SASL.extended(), reason="needs Cyrus")]
