@@ -104,6 +104,10 @@ class BridgeSettings(BaseSettings):
     )
     drain_timeout_s: float = Field(default=10.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = Field(default="json", description="stderr log lines: JSON objects or text")
+    max_worker_restarts: int = Field(
+        default=5, ge=0, description="--workers: restarts of a crashing worker (backoff 0.5 s doubling to 30 s) before giving up"
+    )
 
     @field_validator("kafka_producer", "kafka_consumer", mode="before")
     @classmethod
