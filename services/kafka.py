@@ -3,6 +3,10 @@
 The storage folder is formatted on first start; later starts reuse it, so a killed broker
 comes back with its topics and committed offsets. The JVM runs straight from the jars in
 the cache (``kafka.Kafka``), the same main class the distribution's scripts call.
+
+Optionally (``KafkaSaslSsl``) a second listener requires SASL_SSL: TLS from a PKCS#12 key
+store and SCRAM users created by Kafka's own storage tool (``--add-scram``) when the storage
+is formatted, as a production cluster with client authentication would be set up.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import base64
 import subprocess
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.probes import kafka_ready
@@ -32,11 +37,23 @@ logger.apache.level = WARN
 """
 
 
+@dataclass(frozen=True)
+class KafkaSaslSsl:
+    """An extra SASL_SSL listener on ``port``: ``keystore`` (PKCS#12) for TLS, ``users`` (name -> password) for SCRAM."""
+
+    port: int
+    keystore: Path
+    keystore_password: str = field(repr=False)
+    users: dict[str, str] = field(default_factory=dict, repr=False)
+    mechanism: str = "SCRAM-SHA-256"
+
+
 class KafkaService:
     """Configure, format, start, probe and stop one local Kafka node."""
 
-    def __init__(self, settings: ServiceSettings, kafka_libs: Path) -> None:
+    def __init__(self, settings: ServiceSettings, kafka_libs: Path, sasl_ssl: KafkaSaslSsl | None = None) -> None:
         self.settings = settings
+        self.sasl_ssl = sasl_ssl
         self.libs = kafka_libs
         self.home = settings.run_dir / "kafka"
         self.data = self.home / "data"
@@ -45,6 +62,10 @@ class KafkaService:
     @property
     def bootstrap(self) -> str:
         return self.settings.kafka_bootstrap
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str | None:
+        return f"{self.settings.host}:{self.sasl_ssl.port}" if self.sasl_ssl else None
 
     def _java(self, main: str, *args: str) -> list[str]:
         return [
@@ -79,6 +100,17 @@ class KafkaService:
             "group.initial.rebalance.delay.ms": "0",
             "log.flush.interval.messages": "9223372036854775807",
         }
+        if self.sasl_ssl is not None:
+            t = self.sasl_ssl
+            props["listeners"] += f",SASL_SSL://{s.host}:{t.port}"
+            props["advertised.listeners"] += f",SASL_SSL://{s.host}:{t.port}"
+            props["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+            props["sasl.enabled.mechanisms"] = t.mechanism
+            module = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            props[f"listener.name.sasl_ssl.{t.mechanism.lower()}.sasl.jaas.config"] = module
+            props["ssl.keystore.type"] = "PKCS12"
+            props["ssl.keystore.location"] = str(t.keystore)
+            props["ssl.keystore.password"] = t.keystore_password
         config = self.home / "server.properties"
         config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         return config
@@ -87,22 +119,35 @@ class KafkaService:
         if (self.data / "meta.properties").is_file():
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        scram = [
+            arg
+            for name, password in (self.sasl_ssl.users.items() if self.sasl_ssl else ())
+            for arg in ("--add-scram", f"{self.sasl_ssl.mechanism}=[name={name},password={password}]")  # type: ignore[union-attr]
+        ]
         proc = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
+            # "--cluster-id=ID": a random id may start with "-", which the tool would read as an option
+            self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config), *scram),
             capture_output=True,
             text=True,
         )
         if proc.returncode != 0:
-            raise ServiceError(f"formatting Kafka storage failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+            raise ServiceError(
+                f"formatting Kafka storage failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+            )
 
     def start(self) -> None:
         """Start the node in the background (formatting storage on first use); returns at once."""
         if self.process.pid is not None:
             return
         s = self.settings
-        for port, var in ((s.kafka_port, "KAFKA_PORT"), (s.kafka_controller_port, "KAFKA_CONTROLLER_PORT")):
+        ports = [(s.kafka_port, "KAFKA_PORT"), (s.kafka_controller_port, "KAFKA_CONTROLLER_PORT")]
+        if self.sasl_ssl is not None:
+            ports.append((self.sasl_ssl.port, "the SASL_SSL port"))
+        for port, var in ports:
             if port_stays_busy(s.host, port):
-                raise ServiceError(f"port {port} on {s.host} is already in use by another process: stop it, or choose another with {var}=...")
+                raise ServiceError(
+                    f"port {port} on {s.host} is already in use by another process: stop it, or choose another with {var}=..."
+                )
         config = self._write_config()
         self._format_storage(config)
         self.process.start([*self.settings.launcher(), *self._java("kafka.Kafka", str(config))])

@@ -90,7 +90,8 @@ class BridgeCore:
         self.acks_signal = Signal(lambda: self.injector.trigger(ApplicationEvent("kafka_acks")))
         self.records_signal = Signal(lambda: self.injector.trigger(ApplicationEvent("kafka_records")))
         self.checks_signal = Signal(lambda: self.injector.trigger(ApplicationEvent("topic_checks")))
-        self.producer = ProducerPump(settings.producer_config(), self.acks_signal)
+        producer_config = {**settings.producer_config(), **metrics.producer_stats_config(settings.kafka_stats_interval_s)}
+        self.producer = ProducerPump(producer_config, self.acks_signal)
         self.admin = TopicAdmin(settings.admin_config(), settings.topic_partitions)
         self.access = AccessControl(settings, metrics)
         self.links: set[InboundLink | OutboundLink] = set()

@@ -223,8 +223,12 @@ class OutboundLink:
         self.closed = False
         self.ready = False
         self.dead_letters_pending = 0
+        self.lag = core.metrics.lag_reporter(spec.group, core.settings.kafka_stats_interval_s)
         self.pump = ConsumerPump(
-            core.settings.consumer_config(spec.group), spec, core.records_signal, window=core.settings.link_credit
+            {**core.settings.consumer_config(spec.group), **self.lag.config},
+            spec,
+            core.records_signal,
+            window=core.settings.link_credit,
         )
 
     @property
@@ -329,6 +333,7 @@ class OutboundLink:
         moved = self.tracker.committable()
         if moved:
             self.pump.commit(moved)
+            self.lag.committed(moved)
 
     def detach(self, condition: str, description: str) -> None:
         if self.closed:
@@ -344,5 +349,6 @@ class OutboundLink:
         if self.closed and not force:
             return
         self.closed = True
+        self.lag.close()
         if self.dead_letters_pending == 0 or force:  # else the last dead-letter ack closes it, so its offset is committed
             self.pump.close()  # commits what the tracker handed over, then leaves the group

@@ -8,6 +8,8 @@ those are unique per client and would grow the scrape, and the process, without 
 
 from __future__ import annotations
 
+import json
+import threading
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
@@ -63,6 +65,16 @@ class BridgeMetrics:
             "bridge_unauthorized_attaches", "Links refused by the acl rules (amqp:unauthorized-access)", ["direction"], registry=r
         )
         self.kafka_errors = Counter("bridge_kafka_errors", "Kafka client errors", ["kind"], registry=r)
+        self.producer_queue = Gauge(
+            "bridge_kafka_producer_queue_messages", "Records in the producer's queue, not yet acknowledged", registry=r
+        )
+        self.producer_queue_bytes = Gauge("bridge_kafka_producer_queue_bytes", "Bytes in the producer's queue", registry=r)
+        self.consumer_lag = Gauge(
+            "bridge_kafka_consumer_lag",
+            "Records between a receiver link's committed offset and the partition's end (librdkafka statistics)",
+            ["topic", "partition", "group"],
+            registry=r,
+        )
 
     def connection_opened(self, conn: Any) -> None:
         """Count ``conn`` open once (the mark lives on proton's connection record, not the Python wrapper)."""
@@ -76,8 +88,74 @@ class BridgeMetrics:
             conn.bridge_counted = False
             self.connections.dec()
 
+    def producer_stats_config(self, interval_s: float) -> dict[str, Any]:
+        """librdkafka settings that feed the producer queue gauges (nothing when ``interval_s`` is 0)."""
+        if interval_s <= 0:
+            return {}
+        return {"statistics.interval.ms": int(interval_s * 1000), "stats_cb": self._on_producer_stats}
+
+    def lag_reporter(self, group: str, interval_s: float) -> LagReporter:
+        """The lag gauges of one receiver link's consumer; ``close()`` it when the link goes."""
+        return LagReporter(self.consumer_lag, group, interval_s)
+
+    def _on_producer_stats(self, raw: str) -> None:
+        stats = json.loads(raw)
+        self.producer_queue.set(stats.get("msg_cnt", 0))
+        self.producer_queue_bytes.set(stats.get("msg_size", 0))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class LagReporter:
+    """Sets ``bridge_kafka_consumer_lag`` from one consumer's librdkafka statistics; ``close()`` removes its series
+    and ignores statistics that arrive after it (the consumer thread may report once more while closing)."""
+
+    def __init__(self, gauge: Gauge, group: str, interval_s: float) -> None:
+        self.gauge = gauge
+        self.group = group
+        self.config: dict[str, Any] = (
+            {"statistics.interval.ms": int(interval_s * 1000), "stats_cb": self._on_stats} if interval_s > 0 else {}
+        )
+        self._series: set[tuple[str, str, str]] = set()
+        self._committed: dict[int, int] = {}
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def committed(self, positions: dict[int, int]) -> None:
+        """The link handed these commit positions (partition -> next offset) to its consumer."""
+        with self._lock:
+            self._committed.update(positions)
+
+    def _on_stats(self, raw: str) -> None:
+        # librdkafka's own consumer_lag follows only synchronous commits; the link's commit
+        # positions are authoritative, the log-end offset comes from the statistics.
+        stats = json.loads(raw)
+        with self._lock:
+            if self._closed:
+                return
+            for topic, tstats in stats.get("topics", {}).items():
+                for partition, pstats in tstats.get("partitions", {}).items():
+                    if partition == "-1":  # librdkafka's internal unassigned partition
+                        continue
+                    end = pstats.get("ls_offset", -1)
+                    position = self._committed.get(int(partition))
+                    lag = end - position if position is not None and end >= 0 else pstats.get("consumer_lag", -1)
+                    if lag < 0:  # not assigned to this consumer, or nothing known yet
+                        continue
+                    labels = (topic, partition, self.group)
+                    self._series.add(labels)
+                    self.gauge.labels(*labels).set(max(lag, 0))
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for labels in self._series:
+                try:
+                    self.gauge.remove(*labels)
+                except KeyError:
+                    pass
+            self._series.clear()
 
 
 def _build_info(version: str) -> dict[str, str]:

@@ -54,6 +54,10 @@ class BridgeSettings(BaseSettings):
     kafka_bootstrap: str = Field(
         default="127.0.0.1:9092", validation_alias=AliasChoices("kafka_bootstrap", "BRIDGE_KAFKA_BOOTSTRAP", "KAFKA_BOOTSTRAP")
     )
+    kafka_common: dict[str, str] = Field(
+        default_factory=dict,
+        description="librdkafka settings for every Kafka client (security.protocol, sasl.*, ssl.*), under the per-client ones",
+    )
     kafka_producer: dict[str, str] = Field(default_factory=dict, description="librdkafka producer settings passed through")
     kafka_consumer: dict[str, str] = Field(default_factory=dict, description="librdkafka consumer settings passed through")
 
@@ -103,13 +107,16 @@ class BridgeSettings(BaseSettings):
         default=1, ge=1, description="server mode: processes sharing the AMQP port (SO_REUSEPORT); HTTP on http_port + i"
     )
     drain_timeout_s: float = Field(default=10.0, ge=0)
+    kafka_stats_interval_s: float = Field(
+        default=5.0, ge=0, description="librdkafka statistics period for the lag and queue metrics (0: off)"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = Field(default="json", description="stderr log lines: JSON objects or text")
     max_worker_restarts: int = Field(
         default=5, ge=0, description="--workers: restarts of a crashing worker (backoff 0.5 s doubling to 30 s) before giving up"
     )
 
-    @field_validator("kafka_producer", "kafka_consumer", mode="before")
+    @field_validator("kafka_common", "kafka_producer", "kafka_consumer", mode="before")
     @classmethod
     def _dotted_keys(cls, value: Any) -> Any:
         if isinstance(value, dict):
@@ -229,6 +236,7 @@ class BridgeSettings(BaseSettings):
             "message.timeout.ms": int(self.delivery_timeout_s * 1000),
             "message.max.bytes": max(self.max_message_bytes + 64 * 1024, 1_000_000),
         }
+        conf.update(self.kafka_common)
         conf.update(self.kafka_producer)
         return conf
 
@@ -241,6 +249,7 @@ class BridgeSettings(BaseSettings):
             "auto.offset.reset": self.auto_offset_reset,
             "allow.auto.create.topics": self.auto_create_topics,
         }
+        conf.update(self.kafka_common)
         conf.update(self.kafka_consumer)
         return conf
 
@@ -248,7 +257,7 @@ class BridgeSettings(BaseSettings):
         passthrough = {k: v for k, v in self.kafka_producer.items() if k.startswith(("security.", "sasl.", "ssl."))}
         # The topic check's metadata request must not create the topic through the broker's own
         # auto.create.topics.enable: creation is the bridge's decision (auto_create_topics, acl).
-        return {"bootstrap.servers": self.kafka_bootstrap, "allow.auto.create.topics": False, **passthrough}
+        return {"bootstrap.servers": self.kafka_bootstrap, "allow.auto.create.topics": False, **self.kafka_common, **passthrough}
 
     def __repr__(self) -> str:
         return f"BridgeSettings({self.redacted()!r})"
@@ -257,6 +266,6 @@ class BridgeSettings(BaseSettings):
         """The settings as a dict safe to log: secrets and secret-looking Kafka keys masked."""
         data = self.model_dump(mode="json")
         data["broker_urls"] = [redact_url(url) for url in self.broker_urls]
-        for section in ("kafka_producer", "kafka_consumer"):
+        for section in ("kafka_common", "kafka_producer", "kafka_consumer"):
             data[section] = {k: ("***" if any(w in k for w in _SECRET_WORDS) else v) for k, v in data[section].items()}
         return data
