@@ -6,8 +6,9 @@ import json
 import logging
 
 import pytest
-from amqp_kafka_bridge.__main__ import main, restart_delay
+from amqp_kafka_bridge.__main__ import main
 from amqp_kafka_bridge.logs import configure
+from amqp_kafka_bridge.supervisor import restart_delay
 
 pytestmark = pytest.mark.unit
 

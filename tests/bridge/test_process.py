@@ -78,24 +78,33 @@ def test_sigterm_drains_in_flight_and_exits_cleanly(bridge_process, kafka_bootst
     assert accepted <= in_kafka
 
 
-def _free_port_pair() -> int:
-    """A port P such that P and P + 1 are both free (worker N serves HTTP on P + N)."""
+def _free_port_run(count: int) -> int:
+    """A port P such that P .. P + count - 1 are all free (the supervisor serves HTTP on P, worker i on P + 1 + i)."""
     import socket
 
     while True:
         first = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", first + 1))
-            except OSError:
-                continue
+        probes = [socket.socket() for _ in range(count - 1)]
+        try:
+            for offset, probe in enumerate(probes, 1):
+                probe.bind(("127.0.0.1", first + offset))
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
         return first
 
 
-def test_workers_share_the_port(kafka_bootstrap, unique_name, tmp_path):
-    amqp_port, http_port = free_port(), _free_port_pair()
-    while amqp_port in (http_port, http_port + 1):
-        http_port = _free_port_pair()
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        return resp.read().decode()
+
+
+def test_workers_share_the_port_and_one_metrics_endpoint(kafka_bootstrap, unique_name, tmp_path):
+    amqp_port, http_port = free_port(), _free_port_run(3)
+    while amqp_port in range(http_port, http_port + 3):
+        http_port = _free_port_run(3)
     cmd = [
         sys.executable,
         "-m",
@@ -115,18 +124,18 @@ def test_workers_share_the_port(kafka_bootstrap, unique_name, tmp_path):
             cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=out, stderr=out, start_new_session=True
         )
     try:
-        for port in (http_port, http_port + 1):
-            wait_ready(port, proc, log)
+        wait_ready(http_port, proc, log)  # the supervisor is ready once every worker is
         topic = unique_name("workers")
         for conn in range(16):  # the kernel spreads connections over the workers by their 4-tuple
             assert send(f"amqp://127.0.0.1:{amqp_port}", topic, [Message(body=f"{conn}".encode(), inferred=True)]).outcomes == [
                 "accepted"
             ]
-        served = []
-        for port in (http_port, http_port + 1):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-                served.append(f'topic="{topic}"' in resp.read().decode())
+        served = [f'topic="{topic}"' in _scrape(port) for port in (http_port + 1, http_port + 2)]
         assert served == [True, True]
+        combined = _scrape(http_port)
+        assert f'bridge_amqp_to_kafka_messages_total{{topic="{topic}"}} 16.0' in combined
+        assert "bridge_open_connections 0.0" in combined and "process_resident_memory_bytes" in combined
+        assert combined.count("bridge_build_info{") == 1
         assert len(consume(kafka_bootstrap, topic, 16)) == 16
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0

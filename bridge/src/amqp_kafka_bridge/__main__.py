@@ -7,10 +7,8 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Sequence
 
 from pydantic import ValidationError
@@ -19,6 +17,7 @@ from amqp_kafka_bridge import __version__
 from amqp_kafka_bridge.app import Bridge
 from amqp_kafka_bridge.logs import configure
 from amqp_kafka_bridge.settings import BridgeSettings
+from amqp_kafka_bridge.supervisor import supervise, worker_http_port
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -47,58 +46,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def restart_delay(restarts: int) -> float:
-    """Seconds before the ``restarts``-th restart of a worker: 0.5 s doubling, at most 30 s."""
-    return min(0.5 * 2 ** max(restarts - 1, 0), 30.0)
-
-
-def supervise(argv: Sequence[str], workers: int, max_restarts: int = 5) -> int:
-    """Run ``workers`` bridge processes on one AMQP port; forward SIGTERM/SIGINT; restart a worker that crashes,
-    with exponential backoff, at most ``max_restarts`` times each (then stop the others and exit 1)."""
-    log = logging.getLogger("bridge")
-    stopping = threading.Event()
-
-    def spawn(index: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "amqp_kafka_bridge", *argv, "--worker", str(index)])
-
-    children = {i: spawn(i) for i in range(workers)}
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stopping.set()
-        for child in children.values():
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    log.info("supervisor started", extra={"workers": workers, "pids": [c.pid for c in children.values()]})
-    restarts = dict.fromkeys(children, 0)
-    due: dict[int, float] = {}
-    gave_up = False
-    while not stopping.wait(0.2):
-        now = time.monotonic()
-        for index, child in list(children.items()):
-            if index in due:
-                if now >= due[index]:
-                    del due[index]
-                    children[index] = spawn(index)
-                continue
-            code = child.poll()
-            if code is None:
-                continue
-            if restarts[index] >= max_restarts:
-                log.error("worker keeps crashing, giving up", extra={"worker": index, "code": code, "restarts": restarts[index]})
-                gave_up = True
-                on_signal(signal.SIGTERM, None)
-                break
-            restarts[index] += 1
-            delay = restart_delay(restarts[index])
-            log.error("worker exited, restarting", extra={"worker": index, "code": code, "in_s": delay})
-            due[index] = now + delay
-    codes = [child.wait() for child in children.values()]
-    return 0 if all(code == 0 for code in codes) and not gave_up else 1
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if k not in ("config", "worker", "print_config") and v is not None}
@@ -112,9 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     configure(settings.log_level, settings.log_format)
     if settings.workers > 1 and args.worker is None:
-        return supervise(list(argv if argv is not None else sys.argv[1:]), settings.workers, settings.max_worker_restarts)
-    if args.worker:
-        settings = settings.model_copy(update={"http_port": settings.http_port + args.worker})
+        return supervise(list(argv if argv is not None else sys.argv[1:]), settings)
+    if args.worker is not None:
+        settings = settings.model_copy(update={"http_port": worker_http_port(settings, args.worker)})
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -9,6 +9,7 @@ those are unique per client and would grow the scrape, and the process, without 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from typing import Any
 
@@ -29,9 +30,10 @@ class BridgeMetrics:
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         GCCollector(registry=r)
-        Info("bridge_build", "The bridge's version and its AMQP/Kafka client libraries", registry=r).info(
-            _build_info(__version__)
-        )
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # a --workers worker: the supervisor shows it once
+            Info("bridge_build", "The bridge's version and its AMQP/Kafka client libraries", registry=r).info(
+                build_info(__version__)
+            )
         self.messages_in = Counter(
             "bridge_amqp_to_kafka_messages", "AMQP deliveries acknowledged by Kafka", ["topic"], registry=r
         )
@@ -57,23 +59,31 @@ class BridgeMetrics:
             registry=r,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
         )
-        self.in_flight = Gauge("bridge_in_flight_deliveries", "AMQP deliveries waiting for Kafka", registry=r)
-        self.links = Gauge("bridge_open_links", "Open AMQP links", ["role"], registry=r)
-        self.connections = Gauge("bridge_open_connections", "Open AMQP connections", registry=r)
+        self.in_flight = Gauge(
+            "bridge_in_flight_deliveries", "AMQP deliveries waiting for Kafka", registry=r, multiprocess_mode="livesum"
+        )
+        self.links = Gauge("bridge_open_links", "Open AMQP links", ["role"], registry=r, multiprocess_mode="livesum")
+        self.connections = Gauge("bridge_open_connections", "Open AMQP connections", registry=r, multiprocess_mode="livesum")
         self.auth_failures = Counter("bridge_auth_failures", "Connections refused at SASL", registry=r)
         self.unauthorized = Counter(
             "bridge_unauthorized_attaches", "Links refused by the acl rules (amqp:unauthorized-access)", ["direction"], registry=r
         )
         self.kafka_errors = Counter("bridge_kafka_errors", "Kafka client errors", ["kind"], registry=r)
         self.producer_queue = Gauge(
-            "bridge_kafka_producer_queue_messages", "Records in the producer's queue, not yet acknowledged", registry=r
+            "bridge_kafka_producer_queue_messages",
+            "Records in the producer's queue, not yet acknowledged",
+            registry=r,
+            multiprocess_mode="livesum",
         )
-        self.producer_queue_bytes = Gauge("bridge_kafka_producer_queue_bytes", "Bytes in the producer's queue", registry=r)
+        self.producer_queue_bytes = Gauge(
+            "bridge_kafka_producer_queue_bytes", "Bytes in the producer's queue", registry=r, multiprocess_mode="livesum"
+        )
         self.consumer_lag = Gauge(
             "bridge_kafka_consumer_lag",
             "Records between a receiver link's committed offset and the partition's end (librdkafka statistics)",
             ["topic", "partition", "group"],
             registry=r,
+            multiprocess_mode="livesum",
         )
 
     def connection_opened(self, conn: Any) -> None:
@@ -158,7 +168,7 @@ class LagReporter:
             self._series.clear()
 
 
-def _build_info(version: str) -> dict[str, str]:
+def build_info(version: str) -> dict[str, str]:
     import platform
 
     import confluent_kafka
