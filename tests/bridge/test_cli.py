@@ -37,3 +37,33 @@ def test_text_log_format(capsys):
 def test_worker_restarts_back_off_exponentially_up_to_a_cap():
     assert [restart_delay(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
     assert restart_delay(20) == 30.0
+
+
+def test_every_setting_has_a_flag_with_its_default_and_environment_name(capsys):
+    from amqp_kafka_bridge.settings import BridgeSettings
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for name in BridgeSettings.model_fields:
+        assert f"--{name.replace('_', '-')}" in text, name
+        assert f"BRIDGE_{name.upper()}" in text, name
+    assert "(default: 5673; env: BRIDGE_AMQP_PORT)" in text
+
+
+def test_flags_reach_lists_maps_and_booleans(capsys):
+    assert (
+        main(
+            [
+                "--print-config", "--no-auto-create-topics", "--sasl-mechanisms", "ANONYMOUS,SCRAM-SHA-256",
+                "--sasl-config-dir", "/etc/sasl2", "--kafka-common", '{"security.protocol": "SASL_SSL"}',
+                "--broker-url", "amqp://a", "--broker-url", "amqp://b",
+            ]
+        )
+        == 0
+    )  # fmt: skip
+    config = json.loads(capsys.readouterr().out)
+    assert config["auto_create_topics"] is False
+    assert config["sasl_mechanisms"] == ["ANONYMOUS", "SCRAM-SHA-256"]
+    assert config["kafka_common"] == {"security.protocol": "SASL_SSL"}
+    assert config["broker_urls"] == ["amqp://a", "amqp://b"]

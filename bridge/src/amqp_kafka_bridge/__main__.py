@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import typing
 from collections.abc import Sequence
 
 from pydantic import ValidationError
@@ -20,35 +21,61 @@ from amqp_kafka_bridge.settings import BridgeSettings
 from amqp_kafka_bridge.supervisor import supervise, worker_http_port
 
 
+def _settings_options(parser: argparse.ArgumentParser) -> None:
+    """One option per ``BridgeSettings`` field, generated from the model: its description, default and env name.
+
+    Scalars are given as text and validated by the model; lists and maps as JSON (lists of
+    names also comma-separated); booleans as ``--flag``/``--no-flag``.
+    """
+    group = parser.add_argument_group("settings (flags > environment > --config file > defaults)")
+    for name, info in BridgeSettings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        env = "KAFKA_BOOTSTRAP or BRIDGE_KAFKA_BOOTSTRAP" if name == "kafka_bootstrap" else f"BRIDGE_{name.upper()}"
+        default = info.get_default(call_default_factory=True)
+        shown = "***" if "password" in name else json.dumps(default, default=str)
+        text = f"{info.description or name.replace('_', ' ')} (default: {shown}; env: {env})".replace("%", "%%")
+        args = typing.get_args(info.annotation)
+        origin = typing.get_origin(info.annotation)
+        if info.annotation is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif origin is typing.Literal:
+            group.add_argument(flag, choices=[str(a) for a in args], default=None, help=text)
+        elif origin in (list, dict):
+            group.add_argument(flag, type=_json_or_text, default=None, metavar="JSON", help=text)
+        else:
+            group.add_argument(flag, default=None, help=text)
+
+
+def _json_or_text(value: str) -> object:
+    """A JSON list/map, or plain text (``a,b`` lists are split by the settings)."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="amqp-kafka-bridge", description="AMQP 1.0 <-> Kafka bridge (server or forwarder mode)."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--config", default=os.environ.get("BRIDGE_CONFIG"), help="YAML settings file (env: BRIDGE_CONFIG)")
-    parser.add_argument("--mode", choices=["server", "forwarder"])
-    parser.add_argument("--amqp-host")
-    parser.add_argument("--amqp-port", type=int)
-    parser.add_argument("--http-host")
-    parser.add_argument("--http-port", type=int)
-    parser.add_argument("--kafka-bootstrap")
-    parser.add_argument("--converter", choices=["raw", "json", "amqp"])
-    parser.add_argument("--key-property")
-    parser.add_argument("--routes-file", help="YAML list of routes (forwarder mode)")
-    parser.add_argument("--broker-url", action="append", dest="broker_urls", help="forwarder: broker URL (repeat for failover)")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="(env: BRIDGE_LOG_LEVEL)")
-    parser.add_argument("--log-format", choices=["json", "text"], help="stderr log lines (default json; env: BRIDGE_LOG_FORMAT)")
     parser.add_argument(
         "--print-config", action="store_true", help="print the effective settings (secrets masked) as JSON and exit"
     )
-    parser.add_argument("--workers", type=int, help="server mode: worker processes sharing the AMQP port")
+    parser.add_argument(
+        "--broker-url", action="append", dest="broker_url", help="forwarder: one broker URL (repeat for failover)"
+    )
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the supervisor for each child
+    _settings_options(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k not in ("config", "worker", "print_config") and v is not None}
+    overrides = {k: v for k, v in vars(args).items() if k in BridgeSettings.model_fields and v is not None}
+    if args.broker_url:
+        overrides["broker_urls"] = args.broker_url
     try:
         settings = BridgeSettings.load(args.config, **overrides)
     except (ValidationError, ValueError, OSError) as exc:
