@@ -147,8 +147,8 @@ def start_bridge(kafka: str, workers: int = 1) -> tuple[subprocess.Popen[bytes],
     ]
     proc = subprocess.Popen([*cmd, "--workers", str(workers)], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     try:
-        for port in range(http_port, http_port + workers):  # worker i serves HTTP on http_port + i
-            wait_until_ready(f"http://127.0.0.1:{port}", 30, proc)
+        # with --workers the supervisor serves http_port and is ready once every worker is
+        wait_until_ready(f"http://127.0.0.1:{http_port}", 30, proc)
     except BridgeNotReady:
         proc.kill()
         raise
