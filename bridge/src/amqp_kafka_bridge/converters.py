@@ -47,9 +47,7 @@ TOPIC_ANNOTATION = "x-opt-bridge.topic"
 OFFSET_ANNOTATION = "x-opt-bridge.offset"
 
 # AMQP message fields carried as Kafka headers (raw/json modes) so that they survive.
-_FIELD_HEADERS = dict(
-    zip(MESSAGE_FIELDS, ("amqp.subject", "amqp.message-id", "amqp.correlation-id", "amqp.content-type"), strict=True)
-)
+_FIELD_HEADERS = dict(zip(MESSAGE_FIELDS, ("amqp.subject", "amqp.message-id", "amqp.correlation-id", "amqp.content-type"), strict=True))
 
 
 class ConversionError(ValueError):

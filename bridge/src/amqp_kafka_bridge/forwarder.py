@@ -82,10 +82,7 @@ class Forwarder:
     def on_failed(self, reason: str) -> None:
         """The broker connection failed; logged when the reason changes (not on every retry)."""
         if reason != self._last_failure:
-            log.warning(
-                "forwarder cannot use the broker connection; retrying",
-                extra={"broker": redact_url(str(self.connection.url)), "reason": reason},
-            )
+            log.warning("forwarder cannot use the broker connection; retrying", extra={"broker": redact_url(str(self.connection.url)), "reason": reason})
         self._last_failure = reason
 
     def on_lost(self) -> None:

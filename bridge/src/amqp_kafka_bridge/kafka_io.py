@@ -90,7 +90,6 @@ class ProducerPump:
         log.error("kafka producer failed fatally; replaced", extra={"error": self.last_error})
         old.purge()
         old.flush(5)
-
     def produce(self, record: KafkaRecord, token: Any) -> None:
         acks, signal = self.acks, self._signal
 
