@@ -104,8 +104,10 @@ def build_venv(
         raise ExecutorEnvError(f"{prefix} exists; remove it or choose another --env-dir")
     wheels = find_wheels(wheels_dir)
     requirements = runtime_requirements(wheels)
-    venv.EnvBuilder(with_pip=True, symlinks=True).create(prefix)
-    pip = [str(prefix / "bin" / "python"), "-m", "pip", "install", "--progress-bar", "off", "--quiet", *pip_args]
+    # No pip inside (executors never install anything): this interpreter's pip installs into it.
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(prefix)
+    pip = [sys.executable, "-m", "pip", "--python", str(prefix / "bin" / "python"), "install", "--progress-bar", "off", "--quiet"]
+    pip += list(pip_args)
     if constraints is not None:
         pip += ["-c", str(constraints)]
     env = _clean_env()
