@@ -13,6 +13,8 @@ RUN apt-get update \
 WORKDIR /src
 COPY requirements.txt .
 RUN pip wheel --no-cache-dir --wheel-dir /wheels -r requirements.txt jupyterlab==4.6.6
+# Each distribution's LICENSE links to ../LICENSE.
+COPY LICENSE .
 COPY message_model message_model
 COPY connectors connectors
 COPY bridge bridge

@@ -5,8 +5,9 @@
 
 The wheels are the distributions users install (``pip install --find-links dist pyspark-amqp``,
 ``... amqp-kafka-bridge``); the executors of a cluster get them in a packed virtual environment
-(``spark-submit --archives env.tar.gz#environment``, Spark's own recommendation for Python
-dependencies with C extensions such as python-qpid-proton; see docs/deployment.md).
+(:mod:`deploy.executor_env` -> ``spark-submit --archives env.tar.gz#environment``, Spark's own
+recommendation for Python dependencies with C extensions such as python-qpid-proton; see
+docs/deployment.md). ``--jobs-only`` skips the wheels (an image that installed them already).
 ``jobs.zip`` holds the repository's job code (``jobs``), which is the application's own code:
 ship it with ``--py-files`` like any PySpark application's modules.
 
