@@ -150,7 +150,8 @@ def submit_env(base: Mapping[str, str] | None = None, spark_home: str | None = N
     ``spark-submit`` runs where ``./environment`` exists. ``PYSPARK_DRIVER_PYTHON`` is
     removed: Spark would prefer it for that interpreter path and the executors would then
     run the driver's Python instead of the shipped one. ``PYTHONPATH`` is removed so that
-    nothing but the environment and the ``--py-files`` provides the code.
+    nothing but the environment and the ``--py-files`` provides the code. ``spark_home``:
+    pip's ``spark-submit`` would otherwise ask ``PYSPARK_PYTHON`` (which has no pyspark) for it.
     """
     env = {k: v for k, v in (os.environ if base is None else base).items() if k not in ("PYTHONPATH", "PYSPARK_DRIVER_PYTHON")}
     env["PYSPARK_PYTHON"] = EXECUTOR_PYTHON
