@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup up down status demo test test-unit bench lint lint-cycles dist cluster-up cluster-down
+.PHONY: setup up down status demo test test-unit bench lint lint-cycles dist dist-env cluster-up cluster-down
 
 # The venv is rebuilt only when requirements.txt changes; the JVM parts are fetched only
 # when their cache stamps are missing, so a warm `make setup` touches no registry.
@@ -55,6 +55,10 @@ lint-cycles: setup
 
 dist: setup
 	$(PY) -m deploy.package --out-dir dist
+
+# The executors' environment for a cluster (spark-submit --archives dist/env.tar.gz#environment).
+dist-env: dist
+	$(PY) -m deploy.executor_env --wheels dist
 
 cluster-up: setup
 	$(PY) -m deploy.standalone start
