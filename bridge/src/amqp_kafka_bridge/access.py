@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from amqp_kafka_bridge.authorization import Authorizer
+from amqp_kafka_bridge.errors import AmqpConditionError
 from amqp_kafka_bridge.metrics import BridgeMetrics
 from amqp_kafka_bridge.settings import BridgeSettings
 
@@ -19,14 +20,11 @@ log = logging.getLogger("bridge.access")
 UNAUTHORIZED = "amqp:unauthorized-access"
 
 
-class AccessDenied(PermissionError):
-    """An attach the rules do not allow; ``condition`` is what the link is detached with."""
-
-    condition = UNAUTHORIZED
+class AccessDenied(AmqpConditionError):
+    """An attach the rules do not allow: detached with ``amqp:unauthorized-access`` and a description naming the topic."""
 
     def __init__(self, description: str) -> None:
-        super().__init__(description)
-        self.description = description
+        super().__init__(UNAUTHORIZED, description)
 
 
 def identity_of(link: Any) -> str:

@@ -25,6 +25,8 @@ from typing import Any
 
 from proton import Described, int32
 
+from amqp_kafka_bridge.errors import INVALID_FIELD, AmqpConditionError
+
 BRIDGE_PARTITION = ("x-opt-bridge.partition-filter:int", "x-opt-bridge.partition-filter")
 BRIDGE_OFFSET = ("x-opt-bridge.offset-filter:long", "x-opt-bridge.offset-filter")
 STRIMZI_PARTITION = "io.strimzi:partition-filter:int"
@@ -37,13 +39,8 @@ NO_PARTITION_FILTER = "io.strimzi:no-partition-filter"
 WRONG_FILTER = "io.strimzi:wrong-filter"
 
 
-class FilterError(ValueError):
+class FilterError(AmqpConditionError):
     """A filter set the bridge cannot honour; ``condition`` is the AMQP error the link is detached with."""
-
-    def __init__(self, condition: str, description: str) -> None:
-        super().__init__(description)
-        self.condition = condition
-        self.description = description
 
 
 @dataclass(frozen=True)
@@ -58,7 +55,7 @@ class AppliedFilters:
 def _bridge_value(name: str, value: Any) -> int:
     raw = value.value if isinstance(value, Described) else value
     if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
-        raise FilterError("amqp:invalid-field", f"filter {name} must be a non-negative integer, not {raw!r}")
+        raise FilterError(INVALID_FIELD, f"filter {name} must be a non-negative integer, not {raw!r}")
     return int(raw)
 
 
@@ -75,7 +72,7 @@ def _strimzi_value(name: str, value: Any, amqp_type: type, wrong: str, type_name
 def _one(filters: dict[str, Any], names: tuple[str, ...], what: str) -> str | None:
     present = [name for name in names if name in filters]
     if len(present) > 1:
-        raise FilterError("amqp:invalid-field", f"more than one {what} filter: {', '.join(present)}; give one")
+        raise FilterError(INVALID_FIELD, f"more than one {what} filter: {', '.join(present)}; give one")
     return present[0] if present else None
 
 
@@ -105,6 +102,6 @@ def parse_filters(filters: dict[Any, Any] | None) -> AppliedFilters:
     if offset is not None and partition is None:
         if offset_name == STRIMZI_OFFSET:
             raise FilterError(NO_PARTITION_FILTER, f"filter {offset_name} needs a partition filter ({STRIMZI_PARTITION})")
-        raise FilterError("amqp:invalid-field", "an offset filter needs a partition filter")
+        raise FilterError(INVALID_FIELD, "an offset filter needs a partition filter")
     echo = {key: value for key, value in filters.items() if str(key) in (partition_name, offset_name)}
     return AppliedFilters(partition, offset, echo)
