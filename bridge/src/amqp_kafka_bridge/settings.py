@@ -104,7 +104,7 @@ class BridgeSettings(BaseSettings):
     routes_file: Path | None = None
 
     workers: int = Field(
-        default=1, ge=1, description="server mode: processes sharing the AMQP port (SO_REUSEPORT); HTTP on http_port + i"
+        default=1, ge=1, description="server mode: processes sharing the AMQP port (SO_REUSEPORT); one /metrics on http_port"
     )
     drain_timeout_s: float = Field(default=10.0, ge=0)
     kafka_stats_interval_s: float = Field(
