@@ -9,10 +9,10 @@ import pytest
 from amqp_kafka_bridge.converters import ConversionError, converter_for
 from amqp_kafka_bridge.endpoint import AddressError, parse_source
 from amqp_kafka_bridge.errors import AmqpConditionError
+from confluent_kafka import Producer
 from proton import Message
 
 from tests.bridge.clients import receive, send
-from tests.bridge.conftest import produce
 
 
 def _wait_for(check, timeout: float = 20.0) -> bool:
@@ -51,7 +51,10 @@ def test_one_error_type_carries_the_condition():
 def test_a_link_that_detaches_itself_leaves_the_registry(start_bridge, kafka_bootstrap, unique_name):
     """The detach policy closes the sender link from inside the link; the core learns it from proton, not from the link."""
     topic = unique_name("core")
-    produce(kafka_bootstrap, topic, [{"value": f"{i}".encode()} for i in range(3)])
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(3):
+        producer.produce(topic, value=f"{i}".encode())
+    assert producer.flush(30) == 0
     bridge = start_bridge(on_rejected="detach")
     result = receive(bridge.url, f"{topic}/group.id/g", 3, decide=lambda m: "reject", credit=1)
     assert result.link_error is not None and "stopped by policy" in result.link_error
