@@ -23,17 +23,13 @@ class BridgeMetrics:
     """The bridge's metrics, with process, platform and GC collectors and ``bridge_build_info``."""
 
     def __init__(self) -> None:
-        from amqp_kafka_bridge import __version__
-
         self.registry = CollectorRegistry()
         r = self.registry
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         GCCollector(registry=r)
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # a --workers worker: the supervisor shows it once
-            Info("bridge_build", "The bridge's version and its AMQP/Kafka client libraries", registry=r).info(
-                build_info(__version__)
-            )
+            Info("bridge_build", "The bridge's version and its AMQP/Kafka client libraries", registry=r).info(build_info())
         self.messages_in = Counter(
             "bridge_amqp_to_kafka_messages", "AMQP deliveries acknowledged by Kafka", ["topic"], registry=r
         )
@@ -168,16 +164,27 @@ class LagReporter:
             self._series.clear()
 
 
-def build_info(version: str) -> dict[str, str]:
+def build_info() -> dict[str, str]:
+    """The labels of ``bridge_build_info``. The version is read from the installed distribution here, not from the
+    package's ``__init__`` (which imports the app, and so everything above the metrics)."""
     import platform
 
     import confluent_kafka
     import proton
 
     return {
-        "version": version,
+        "version": _distribution_version(),
         "python": platform.python_version(),
         "proton": ".".join(str(p) for p in getattr(proton, "VERSION", ())) or "unknown",
         "proton_cyrus_sasl": str(proton.SASL.extended()).lower(),
         "librdkafka": confluent_kafka.libversion()[0],
     }
+
+
+def _distribution_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("amqp-kafka-bridge")
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -48,7 +48,6 @@ def _aggregate(directory: Path) -> bytes:
     from prometheus_client.platform_collector import PlatformCollector
     from prometheus_client.process_collector import ProcessCollector
 
-    from amqp_kafka_bridge import __version__
     from amqp_kafka_bridge.metrics import build_info
 
     registry = CollectorRegistry()
@@ -56,9 +55,7 @@ def _aggregate(directory: Path) -> bytes:
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
-    Info("bridge_build", "The bridge's version and its AMQP/Kafka client libraries", registry=registry).info(
-        build_info(__version__)
-    )
+    Info("bridge_build", "The bridge's version and its AMQP/Kafka client libraries", registry=registry).info(build_info())
     return generate_latest(registry)
 
 
