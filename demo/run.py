@@ -99,7 +99,13 @@ class Demo:
         self._reset_state()
         with self._services() as (amqp_url, kafka_bootstrap, jars):
             s = self.s
-            ensure_fanout(amqp_url, s.temperature_address, [s.spark_queue, s.bridge_queue])
+            if s.broker == "artemis":
+                ensure_fanout(amqp_url, s.temperature_address, [s.spark_queue, s.bridge_queue])
+            else:  # ActiveMQ's virtual topic or RabbitMQ's fanout exchange (BROKER=activemq|rabbitmq)
+                from services import ServiceSettings
+                from services.topology import ensure_fanout as ensure_broker_fanout
+
+                ensure_broker_fanout(ServiceSettings.from_env(), amqp_url, s.temperature_address, ["spark", "bridge"])
             ensure_topics(kafka_bootstrap, [s.temperature_topic, s.max_topic])
             tally = KafkaTally(kafka_bootstrap, [s.temperature_topic, s.max_topic], self._on_kafka)
             children: list[Child] = []
