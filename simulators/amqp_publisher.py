@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 
 from amqp_message_model.brokers import QueueProbe, missing_queue_reason, needs_queue_probe
+from amqp_message_model.connection import CREDENTIAL_MECHANISMS
 from proton import Event
 from proton.handlers import MessagingHandler
 from proton.reactor import Container
@@ -72,7 +73,8 @@ class AmqpPublisher(MessagingHandler):
         self.feed.stop()
 
     def on_start(self, event: Event) -> None:
-        self._connection = event.container.connect(self.url)
+        with_credentials = "@" in self.url.split("://", 1)[-1]  # never ANONYMOUS when a user is given
+        self._connection = event.container.connect(self.url, allowed_mechs=CREDENTIAL_MECHANISMS if with_credentials else None)
         self._sender = event.container.create_sender(self._connection, self.address)
         event.container.schedule(0, self)
 

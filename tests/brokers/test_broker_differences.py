@@ -7,7 +7,8 @@ that changes a behaviour fails a test instead of surprising a user.
 from __future__ import annotations
 
 import pytest
-from proton import Message
+from amqp_message_model.connection import CREDENTIAL_MECHANISMS
+from proton import ConnectionException, Message
 from proton.reactor import Copy, Selector
 from proton.utils import BlockingConnection
 
@@ -17,9 +18,10 @@ pytestmark = pytest.mark.integration
 
 # broker -> what it does; each key is one row of the README table.
 EXPECTED: dict[str, dict[str, object]] = {
-    "artemis": {"selector": True, "browse": True, "redelivery": "count"},
-    "activemq": {"selector": True, "browse": True, "redelivery": "count, first-acquirer always false"},
-    "rabbitmq": {"selector": False, "browse": False, "redelivery": "first-acquirer only"},
+    # redelivery: (delivery-count, first-acquirer) of the first delivery and of the redelivery after a dropped connection.
+    "artemis": {"selector": True, "browse": True, "redelivery": [(0, False), (0, False)]},
+    "activemq": {"selector": True, "browse": True, "redelivery": [(0, False), (1, False)]},
+    "rabbitmq": {"selector": False, "browse": False, "redelivery": [(0, True), (0, False)]},
 }
 
 # Address forms that reach the same queue, (send to, receive from), per broker; {q} is a fresh name.
@@ -145,19 +147,40 @@ def test_redelivery_markers(amqp_url, unique_name, broker_name) -> None:
         seen.append((message.delivery_count, message.first_acquirer))
         connection.close()
     assert _drain(amqp_url, q) == ["m0"]
-    kind = EXPECTED[broker_name]["redelivery"]
-    if kind == "first-acquirer only":
-        assert seen == [(0, True), (0, False)]
-    elif kind == "count, first-acquirer always false":
-        assert seen == [(0, False), (1, False)]
-    else:
-        assert [dc for dc, _ in seen] == [0, 1]
+    assert seen == EXPECTED[broker_name]["redelivery"]
+
+
+def _open(url: str, **kwargs: object) -> None:
+    BlockingConnection(url, timeout=10, **kwargs).close()
 
 
 def test_sasl_plain_anonymous_and_a_wrong_password(amqp_url, broker_name) -> None:
     host_port = amqp_url.split("://", 1)[1]
-    for url in (amqp_url, f"amqp://admin:admin@{host_port}"):
-        BlockingConnection(url, timeout=10).close()
-    with pytest.raises(Exception) as refused:
-        BlockingConnection(f"amqp://admin:wrong@{host_port}", timeout=10)
-    assert "unauthorized" in str(refused.value).lower() or "auth" in str(refused.value).lower()
+    _open(amqp_url)  # anonymous
+    _open(f"amqp://admin:admin@{host_port}", allowed_mechs=CREDENTIAL_MECHANISMS)  # SASL PLAIN
+    with pytest.raises(ConnectionException, match="unauthorized-access"):
+        _open(f"amqp://admin:wrong@{host_port}", allowed_mechs=CREDENTIAL_MECHANISMS)
+    # proton left to choose: RabbitMQ lists ANONYMOUS first, so a wrong password connects as nobody.
+    if broker_name == "rabbitmq":
+        _open(f"amqp://admin:wrong@{host_port}")
+    else:
+        with pytest.raises(ConnectionException, match="unauthorized-access"):
+            _open(f"amqp://admin:wrong@{host_port}")
+
+
+def test_project_clients_never_fall_back_to_anonymous(amqp_url, unique_name, tmp_path) -> None:
+    """The connector's connect arguments and the simulator refuse a wrong password on every broker."""
+    from amqp_message_model.connection import ConnectionOptions, connect_kwargs, parse_endpoints
+
+    from simulators import temperature as temperature_cli
+    from tests.simulator_runs import temperature_args
+
+    wrong = amqp_url.replace("://", "://admin:wrong@", 1)
+    kwargs = connect_kwargs(ConnectionOptions(endpoints=parse_endpoints(wrong)), reconnect=False)
+    assert "ANONYMOUS" not in kwargs["allowed_mechs"]
+    with pytest.raises(ConnectionException, match="unauthorized-access"):
+        _open(wrong, allowed_mechs=kwargs["allowed_mechs"])
+    argv = temperature_args(
+        url=wrong, address=unique_name("sasl"), devices=1, count=5, accepted_log=tmp_path / "a.jsonl", quiet=True
+    )
+    assert temperature_cli.main(argv) != 0
