@@ -32,6 +32,7 @@ from simulators.feed import read_accepted_log
 from simulators.model import Reading
 from simulators.results import WindowResult, format_row, header
 
+_BROKER_TITLES = {"artemis": "Artemis", "activemq": "ActiveMQ Classic", "rabbitmq": "RabbitMQ"}
 QUIET = 1.0  # seconds without a new result before the pending ones are printed
 
 
@@ -153,14 +154,15 @@ class Demo:
             yield self.s.amqp_url, self.s.kafka_bootstrap, jars
             return
         already_up = local.artemis.ready() and local.kafka.ready()
-        self.say("starting Artemis and Kafka ..." if not already_up else "Artemis and Kafka are already running")
+        names = f"{_BROKER_TITLES.get(self.s.broker, self.s.broker)} and Kafka"
+        self.say(f"starting {names} ..." if not already_up else f"{names} are already running")
         local.start()
         self.say(f"services ready: AMQP {local.amqp_url}, Kafka {local.kafka_bootstrap}")
         try:
             yield local.amqp_url, local.kafka_bootstrap, jars
         finally:
             if not already_up:
-                self.say("stopping Artemis and Kafka ...")
+                self.say(f"stopping {names} ...")
                 local.stop()
 
     def _run_children(self, amqp_url: str, kafka_bootstrap: str, jars: list[str], children: list[Child]) -> bool:
