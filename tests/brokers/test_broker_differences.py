@@ -181,6 +181,6 @@ def test_project_clients_never_fall_back_to_anonymous(amqp_url, unique_name, tmp
     with pytest.raises(ConnectionException, match="unauthorized-access"):
         _open(wrong, allowed_mechs=kwargs["allowed_mechs"])
     argv = temperature_args(
-        url=wrong, address=unique_name("sasl"), devices=1, count=5, accepted_log=tmp_path / "a.jsonl", quiet=True
+        url=wrong, address=unique_name("sasl"), devices=1, count=5, drain_timeout=5, accepted_log=tmp_path / "a.jsonl", quiet=True
     )
     assert temperature_cli.main(argv) != 0
