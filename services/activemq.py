@@ -7,7 +7,8 @@ one ``amqp://`` transport connector. Destinations are always auto-created (a bar
 is a queue; ``queue://`` and ``topic://`` prefixes choose explicitly): a send to an address
 nobody declared is stored in a new queue, never dropped. (ActiveMQ's authorization map
 grants the union of all matching entries, so it cannot carve out never-created names the
-way Artemis's ``noauto.#`` does.) Anonymous clients are allowed; the configured user/password works over SASL PLAIN and a
+way Artemis's ``noauto.#`` does.) With ``AMQPS_PORT`` and a PKCS#12 key store (``ARTEMIS_TLS_KEYSTORE``) an ``amqp+ssl://``
+connector serves TLS beside it. Anonymous clients are allowed; the configured user/password works over SASL PLAIN and a
 wrong password is refused.
 
 The JVM is started directly (``java -jar bin/activemq.jar start``), not through the
@@ -32,6 +33,13 @@ def _config(settings: ServiceSettings, data: Path) -> str:
         f"amqp://{s.host}:{s.amqp_port}?maximumConnections=1000&amp;wireFormat.maxFrameSize=104857600"
         "&amp;transport.transformer=jms"
     )
+    tls = ssl_context = ""
+    if s.amqps_port and s.tls_keystore:
+        ssl_context = (
+            f"<sslContext><sslContext keyStore={quoteattr('file:' + str(s.tls_keystore))} "
+            f'keyStorePassword={quoteattr(s.tls_keystore_password)} keyStoreType="PKCS12"/></sslContext>'
+        )
+        tls = f'<transportConnector name="amqps" uri="amqp+ssl://{s.host}:{s.amqps_port}?transport.needClientAuth=false"/>'
     return f"""<beans xmlns="http://www.springframework.org/schema/beans"
   xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
   xsi:schemaLocation="http://www.springframework.org/schema/beans http://www.springframework.org/schema/beans/spring-beans.xsd
@@ -39,6 +47,7 @@ def _config(settings: ServiceSettings, data: Path) -> str:
   <broker xmlns="http://activemq.apache.org/schema/core" brokerName="amqp-spark-kafka" dataDirectory="{data}"
           useJmx="false" persistent="true" schedulerSupport="false" advisorySupport="false">
     <persistenceAdapter><kahaDB directory="{data}/kahadb"/></persistenceAdapter>
+    {ssl_context}
     <plugins>
       <simpleAuthenticationPlugin anonymousAccessAllowed="true">
         <users>
@@ -55,6 +64,7 @@ def _config(settings: ServiceSettings, data: Path) -> str:
     </systemUsage>
     <transportConnectors>
       <transportConnector name="amqp" uri="{uri}"/>
+      {tls}
     </transportConnectors>
   </broker>
 </beans>
@@ -73,6 +83,11 @@ class ActiveMQService:
     @property
     def url(self) -> str:
         return self.settings.amqp_url
+
+    @property
+    def tls_url(self) -> str | None:
+        s = self.settings
+        return f"amqps://{s.host}:{s.amqps_port}" if s.amqps_port and s.tls_keystore else None
 
     def _configure(self) -> Path:
         conf = self.instance / "conf"

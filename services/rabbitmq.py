@@ -7,6 +7,8 @@ and a private ``epmd`` on a port of its own, started and stopped with it, so ``m
 leaves no Erlang process behind and nothing touches ``/var/lib/rabbitmq``. AMQP 1.0 and
 0-9-1 share the one listener on ``AMQP_PORT``. Anonymous AMQP 1.0 clients act as the
 configured user (``amqp1_0.default_user``); SASL PLAIN with a wrong password is refused.
+With ``AMQPS_PORT`` and a PKCS#12 key store (``ARTEMIS_TLS_KEYSTORE``) a TLS listener
+serves AMQP 1.0 too (the key store is split into the PEM files RabbitMQ reads).
 
 The broker comes from Debian's packages: :func:`ensure_installed` runs ``apt-get install``
 when it is missing (as root), or says which command to run.
@@ -82,6 +84,33 @@ class RabbitMQService:
     def url(self) -> str:
         return self.settings.amqp_url
 
+    @property
+    def tls_url(self) -> str | None:
+        s = self.settings
+        return f"amqps://{s.host}:{s.amqps_port}" if s.amqps_port and s.tls_keystore else None
+
+    def _tls_lines(self) -> list[str]:
+        """``listeners.ssl`` from the PKCS#12 key store, split into the PEM files RabbitMQ reads (with openssl)."""
+        s, base = self.settings, self.instance
+        if not (s.amqps_port and s.tls_keystore):
+            return []
+        cert, key = base / "tls-cert.pem", base / "tls-key.pem"
+        for out, what in ((cert, ["-nokeys"]), (key, ["-nocerts", "-nodes"])):
+            cmd = ["openssl", "pkcs12", "-in", str(s.tls_keystore), "-passin", "env:KEYSTORE_PASSWORD", *what, "-out", str(out)]
+            proc = subprocess.run(
+                cmd, env={**os.environ, "KEYSTORE_PASSWORD": s.tls_keystore_password}, capture_output=True, text=True
+            )
+            if proc.returncode != 0:
+                raise ServiceError(f"cannot read the TLS key store {s.tls_keystore} (openssl pkcs12): {proc.stderr.strip()}")
+        key.chmod(0o600)
+        return [
+            f"listeners.ssl.default = {s.host}:{s.amqps_port}",
+            f"ssl_options.certfile = {cert}",
+            f"ssl_options.keyfile = {key}",
+            "ssl_options.verify = verify_none",
+            "ssl_options.fail_if_no_peer_cert = false",
+        ]
+
     def env(self) -> dict[str, str]:
         """The environment that points rabbitmq-server and rabbitmqctl at this node and nothing else."""
         s, base = self.settings, self.instance
@@ -123,6 +152,7 @@ class RabbitMQService:
                     "log.console = false",
                     "log.file.level = info",
                     "disk_free_limit.absolute = 50MB",
+                    *self._tls_lines(),
                     "",
                 ]
             )

@@ -49,3 +49,42 @@ def test_an_unknown_broker_is_named_in_the_error(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("BROKER", "qpidd")
     with pytest.raises(SystemExit, match="BROKER='qpidd' is not a known broker: choose one of artemis, activemq, rabbitmq"):
         ServiceSettings.from_env()
+
+
+@pytest.mark.integration
+def test_tls_listener_with_the_pkcs12_key_store(broker_name: str, tmp_path: Path) -> None:
+    """``AMQPS_PORT`` + a PKCS#12 key store give each broker an amqps listener that a verifying client trusts."""
+    from proton import Message, SSLDomain
+    from proton.utils import BlockingConnection
+
+    from services.fetch import fetch_all
+    from services.settings import free_port
+    from tests.security.certificates import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    settings = replace(
+        ServiceSettings.from_env().with_free_ports(tmp_path / "run"),
+        broker=broker_name,
+        amqps_port=free_port(),
+        tls_keystore=pki.server_p12,
+        tls_keystore_password=pki.p12_password,
+    )
+    parts = fetch_all(settings)
+    broker = make_broker(settings, parts.artemis_home, parts.activemq_home)
+    broker.start()
+    try:
+        broker.wait_ready(120)
+        domain = SSLDomain(SSLDomain.MODE_CLIENT)
+        domain.set_trusted_ca_db(str(pki.ca_cert))
+        domain.set_peer_authentication(SSLDomain.VERIFY_PEER_NAME)
+        assert broker.tls_url is not None
+        # The host name is checked against the certificate; proton matches DNS names, so use one.
+        connection = BlockingConnection(broker.tls_url.replace("127.0.0.1", "localhost"), timeout=30, ssl_domain=domain)
+        try:
+            connection.create_sender("tls-check").send(Message(body="over tls", durable=True))
+            received = connection.create_receiver("tls-check", credit=1).receive(timeout=30)
+            assert received.body == "over tls"
+        finally:
+            connection.close()
+    finally:
+        broker.stop()
