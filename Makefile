@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: system-packages proton-check setup up down status demo test test-unit bench lint lint-cycles dist dist-env cluster-up cluster-down
+.PHONY: system-packages proton-check setup up down status demo test test-brokers test-unit bench lint lint-cycles dist dist-env cluster-up cluster-down
 
 # The venv is rebuilt only when requirements.txt changes; the JVM parts are fetched only
 # when their cache stamps are missing, so a warm `make setup` touches no registry.
@@ -56,6 +56,7 @@ setup: $(VENV)/.installed
 	@$(MAKE) --no-print-directory proton-check
 	@$(PY) -m services fetch
 
+# BROKER=artemis|activemq|rabbitmq chooses the AMQP broker (artemis by default); `down` stops any.
 up: setup
 	$(PY) -m services up
 
@@ -70,6 +71,13 @@ demo: setup
 
 test: setup lint-cycles
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The broker matrix (tests/brokers) on the brokers other than Artemis; `make test` runs it on Artemis.
+test-brokers: setup
+	@for broker in activemq rabbitmq; do \
+	  echo "== tests/brokers on $$broker"; \
+	  BROKER=$$broker $(PY) -m pytest tests/brokers $(PYTEST_ARGS) || exit $$?; \
+	done
 
 test-unit: setup
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)

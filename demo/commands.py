@@ -63,7 +63,7 @@ def job_cmd(s: DemoSettings, amqp_url: str, kafka_bootstrap: str, jars: list[str
 
 def simulator_cmd(s: DemoSettings, amqp_url: str) -> list[str]:
     cmd = [
-        sys.executable, "-m", "simulators.temperature", "--url", amqp_url, "--address", s.temperature_address,
+        sys.executable, "-m", "simulators.temperature", "--url", amqp_url, "--address", s.publish_address,
         "--devices", str(s.devices), "--rate", str(s.rate), "--seed", str(s.seed),
         "--spike-fraction", str(s.spike_fraction),
         "--accepted-log", str(s.accepted_log),

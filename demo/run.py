@@ -32,6 +32,7 @@ from simulators.feed import read_accepted_log
 from simulators.model import Reading
 from simulators.results import WindowResult, format_row, header
 
+_BROKER_TITLES = {"artemis": "Artemis", "activemq": "ActiveMQ Classic", "rabbitmq": "RabbitMQ"}
 QUIET = 1.0  # seconds without a new result before the pending ones are printed
 
 
@@ -99,7 +100,13 @@ class Demo:
         self._reset_state()
         with self._services() as (amqp_url, kafka_bootstrap, jars):
             s = self.s
-            ensure_fanout(amqp_url, s.temperature_address, [s.spark_queue, s.bridge_queue])
+            if s.broker == "artemis":
+                ensure_fanout(amqp_url, s.temperature_address, [s.spark_queue, s.bridge_queue])
+            else:  # ActiveMQ's virtual topic or RabbitMQ's fanout exchange (BROKER=activemq|rabbitmq)
+                from services import ServiceSettings
+                from services.topology import ensure_fanout as ensure_broker_fanout
+
+                ensure_broker_fanout(ServiceSettings.from_env(), amqp_url, s.temperature_address, ["spark", "bridge"])
             ensure_topics(kafka_bootstrap, [s.temperature_topic, s.max_topic])
             tally = KafkaTally(kafka_bootstrap, [s.temperature_topic, s.max_topic], self._on_kafka)
             children: list[Child] = []
@@ -147,14 +154,15 @@ class Demo:
             yield self.s.amqp_url, self.s.kafka_bootstrap, jars
             return
         already_up = local.artemis.ready() and local.kafka.ready()
-        self.say("starting Artemis and Kafka ..." if not already_up else "Artemis and Kafka are already running")
+        names = f"{_BROKER_TITLES.get(self.s.broker, self.s.broker)} and Kafka"
+        self.say(f"starting {names} ..." if not already_up else f"{names} are already running")
         local.start()
         self.say(f"services ready: AMQP {local.amqp_url}, Kafka {local.kafka_bootstrap}")
         try:
             yield local.amqp_url, local.kafka_bootstrap, jars
         finally:
             if not already_up:
-                self.say("stopping Artemis and Kafka ...")
+                self.say(f"stopping {names} ...")
                 local.stop()
 
     def _run_children(self, amqp_url: str, kafka_bootstrap: str, jars: list[str], children: list[Child]) -> bool:

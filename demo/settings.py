@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from services.topology import Fanout, fanout_addresses
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,16 +38,27 @@ class DemoSettings:
     drain_timeout: float = 60.0
     bridge_http_port: int = int(os.environ.get("BRIDGE_HTTP_PORT", "8080"))
     state_dir: Path = REPO_ROOT / ".run" / "demo"
+    broker: str = field(default_factory=lambda: (os.environ.get("BROKER") or "artemis").strip().lower())
+
+    @property
+    def fanout(self) -> Fanout:
+        """The broker's fan-out of ``temperature_address`` to the Spark job and the bridge (see services.topology)."""
+        return fanout_addresses(self.broker, self.temperature_address, ["spark", "bridge"])
+
+    @property
+    def publish_address(self) -> str:
+        """Where the simulator sends: the fan-out's entry on this broker (``temperature_address`` on Artemis)."""
+        return self.fanout.publish
 
     @property
     def spark_queue(self) -> str:
-        """Fully qualified queue name (``address::queue``) the Spark job reads."""
-        return f"{self.temperature_address}::{self.temperature_address}.spark"
+        """The queue the Spark job reads (on Artemis the fully qualified ``address::address.spark``)."""
+        return self.fanout.sources["spark"]
 
     @property
     def bridge_queue(self) -> str:
-        """Fully qualified queue name the bridge forwards to Kafka."""
-        return f"{self.temperature_address}::{self.temperature_address}.bridge"
+        """The queue the bridge forwards to Kafka."""
+        return self.fanout.sources["bridge"]
 
     @property
     def accepted_log(self) -> Path:

@@ -1,4 +1,4 @@
-"""``python -m services fetch|up|down|status|jars``: the local Artemis and Kafka from the shell."""
+"""``python -m services fetch|up|down|status|jars``: the local AMQP broker (``BROKER``) and Kafka from the shell."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from importlib.metadata import version
 
 from services.fetch import FetchError, fetch_all
 from services.process import ServiceError
+from services.rabbitmq import ensure_installed
 from services.settings import ServiceSettings
-from services.stack import LocalServices
+from services.stack import LocalServices, all_brokers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "command",
         choices=["fetch", "up", "down", "status", "jars"],
-        help="fetch: JVM parts into the cache; up/down: start/stop Artemis and Kafka; "
+        help="fetch: JVM parts into the cache (and RabbitMQ's package with BROKER=rabbitmq); "
+        "up/down: start/stop the broker BROKER names (artemis, activemq, rabbitmq; down stops any) and Kafka; "
         "status: pids and readiness; jars: the Spark Kafka connector jars, comma-separated (for --jars)",
     )
     args = parser.parse_args(argv)
@@ -27,29 +29,41 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fetch":
             parts = fetch_all(settings)
             print(f"artemis: {parts.artemis_home}\nkafka:   {parts.kafka_libs}\nspark-kafka: {len(parts.spark_kafka_jars)} jars")
+            if parts.activemq_home is not None:
+                print(f"activemq: {parts.activemq_home}")
+            if settings.broker == "rabbitmq":
+                print(f"rabbitmq: {ensure_installed()} (Debian package)")
             return 0
         if args.command == "jars":
             print(",".join(str(p) for p in fetch_all(settings).spark_kafka_jars))
             return 0
+        if args.command == "down":
+            # Whatever broker an earlier `make up BROKER=...` started, whatever BROKER says now.
+            services = LocalServices(settings)
+            services.kafka.stop()
+            for broker in all_brokers(settings):
+                broker.stop()
+            print("brokers and kafka stopped")
+            return 0
         services = LocalServices(settings)
+        name = settings.broker
         if args.command == "up":
             services.start()
-            print(f"artemis: {services.amqp_url} (pid {services.artemis.process.pid}, log {services.artemis.process.log_file})")
-            print(f"kafka:   {services.kafka_bootstrap} (pid {services.kafka.process.pid}, log {services.kafka.process.log_file})")
-        elif args.command == "down":
-            services.stop()
-            print("artemis and kafka stopped")
+            print(f"{name}: {services.amqp_url} (pid {services.broker.process.pid}, log {services.broker.process.log_file})")
+            print(
+                f"kafka:   {services.kafka_bootstrap} (pid {services.kafka.process.pid}, log {services.kafka.process.log_file})"
+            )
         else:
             up = True
-            for name, svc, where in (
-                ("artemis", services.artemis, services.amqp_url),
+            for label, svc, where in (
+                (name, services.broker, services.amqp_url),
                 ("kafka", services.kafka, services.kafka_bootstrap),
             ):
                 pid = svc.process.pid
                 ready = svc.ready()
                 up &= ready
                 state = "ready" if ready else ("starting or unresponsive" if pid else "stopped")
-                print(f"{name:8} {where:28} {state}" + (f" (pid {pid})" if pid else ""))
+                print(f"{label:8} {where:28} {state}" + (f" (pid {pid})" if pid else ""))
             return 0 if up else 3
     except (FetchError, ServiceError) as err:
         print(f"services: {err}", file=sys.stderr)

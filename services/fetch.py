@@ -1,4 +1,4 @@
-"""Fetch the JVM parts from Maven Central into the project's cache, once.
+"""Fetch the JVM parts (Artemis, Kafka, Spark's Kafka jars; ActiveMQ Classic when chosen) from Maven Central into the project's cache, once.
 
 Each part lands in its own folder under ``<cache>/jvm`` with a ``.complete`` stamp that
 records what was fetched; a warm cache is recognised from the stamps alone, so a second
@@ -15,7 +15,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.settings import ARTEMIS_VERSION, KAFKA_VERSION, PROJECT_ROOT, ServiceSettings
+from services.settings import ACTIVEMQ_VERSION, ARTEMIS_VERSION, KAFKA_VERSION, PROJECT_ROOT, ServiceSettings
 
 POM_DIR = PROJECT_ROOT / "services" / "maven"
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
@@ -32,6 +32,7 @@ class JvmParts:
     artemis_home: Path
     kafka_libs: Path
     spark_kafka_jars: tuple[Path, ...]
+    activemq_home: Path | None = None  # only when BROKER=activemq
 
 
 def spark_version() -> str:
@@ -93,19 +94,20 @@ def _copy_dependencies(settings: ServiceSettings, pom: Path, out: Path, **props:
     )
 
 
-def fetch_artemis(settings: ServiceSettings) -> Path:
-    folder = settings.jvm_dir / "artemis"
-    home = folder / f"apache-artemis-{ARTEMIS_VERSION}"
-    if _stamp_ok(folder, ARTEMIS_VERSION):
+def _fetch_distribution(settings: ServiceSettings, name: str, title: str, version: str, check: str) -> Path:
+    """Download ``org.apache.activemq:apache-<name>:<version>:tar.gz:bin`` and unpack it once."""
+    folder = settings.jvm_dir / name
+    home = folder / f"apache-{name}-{version}"
+    if _stamp_ok(folder, version):
         return home
-    print(f"services: fetching ActiveMQ Artemis {ARTEMIS_VERSION}", file=sys.stderr, flush=True)
+    print(f"services: fetching {title} {version}", file=sys.stderr, flush=True)
     download = folder / "download"
     if folder.exists():
         shutil.rmtree(folder)
     download.mkdir(parents=True)
     _mvn(
         settings,
-        f"-Dartifact=org.apache.activemq:apache-artemis:{ARTEMIS_VERSION}:tar.gz:bin",
+        f"-Dartifact=org.apache.activemq:apache-{name}:{version}:tar.gz:bin",
         f"-DoutputDirectory={download}",
         f"{DEPENDENCY_PLUGIN}:copy",
     )
@@ -113,10 +115,19 @@ def fetch_artemis(settings: ServiceSettings) -> Path:
     with tarfile.open(archive) as tar:
         tar.extractall(folder, filter="tar")
     archive.unlink()
-    if not (home / "bin" / "artemis").is_file():
-        raise FetchError(f"the Artemis archive did not contain {home / 'bin' / 'artemis'}")
-    _write_stamp(folder, ARTEMIS_VERSION)
+    if not (home / check).is_file():
+        raise FetchError(f"the {title} archive did not contain {home / check}")
+    _write_stamp(folder, version)
     return home
+
+
+def fetch_artemis(settings: ServiceSettings) -> Path:
+    return _fetch_distribution(settings, "artemis", "ActiveMQ Artemis", ARTEMIS_VERSION, "bin/artemis")
+
+
+def fetch_activemq(settings: ServiceSettings) -> Path:
+    """ActiveMQ Classic, fetched only when it is the chosen broker (``BROKER=activemq``)."""
+    return _fetch_distribution(settings, "activemq", "ActiveMQ Classic", ACTIVEMQ_VERSION, "bin/activemq.jar")
 
 
 def fetch_kafka(settings: ServiceSettings) -> Path:
@@ -147,16 +158,16 @@ def fetch_all(settings: ServiceSettings) -> JvmParts:
         artemis_home=fetch_artemis(settings),
         kafka_libs=fetch_kafka(settings),
         spark_kafka_jars=fetch_spark_kafka(settings),
+        activemq_home=fetch_activemq(settings) if settings.broker == "activemq" else None,
     )
 
 
 def cached_parts(settings: ServiceSettings) -> JvmParts:
     """The parts as already fetched; raises :class:`FetchError` naming what is missing."""
-    missing = [
-        name
-        for name, key in (("artemis", ARTEMIS_VERSION), ("kafka", KAFKA_VERSION), ("spark-kafka", spark_version()))
-        if not _stamp_ok(settings.jvm_dir / name, key)
-    ]
+    wanted = [("artemis", ARTEMIS_VERSION), ("kafka", KAFKA_VERSION), ("spark-kafka", spark_version())]
+    if settings.broker == "activemq":
+        wanted.append(("activemq", ACTIVEMQ_VERSION))
+    missing = [name for name, key in wanted if not _stamp_ok(settings.jvm_dir / name, key)]
     if missing:
         raise FetchError(f"JVM parts not fetched yet: {', '.join(missing)}; run `make setup` first")
     return fetch_all(settings)

@@ -17,6 +17,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from amqp_message_model.brokers import QueueProbe, missing_queue_reason, needs_queue_probe
+from amqp_message_model.connection import CREDENTIAL_MECHANISMS
 from proton import Event
 from proton.handlers import MessagingHandler
 from proton.reactor import Container
@@ -63,13 +65,16 @@ class AmqpPublisher(MessagingHandler):
         self._sender = None
         self._connection = None
         self._closed = False
+        self._probe: QueueProbe | None = None  # RabbitMQ /amq/queue/ target not verified yet
+        self._verified = False
 
     def request_stop(self) -> None:
         """Stop producing new readings; outstanding ones still get settled (signal-safe)."""
         self.feed.stop()
 
     def on_start(self, event: Event) -> None:
-        self._connection = event.container.connect(self.url)
+        with_credentials = "@" in self.url.split("://", 1)[-1]  # never ANONYMOUS when a user is given
+        self._connection = event.container.connect(self.url, allowed_mechs=CREDENTIAL_MECHANISMS if with_credentials else None)
         self._sender = event.container.create_sender(self._connection, self.address)
         event.container.schedule(0, self)
 
@@ -100,7 +105,7 @@ class AmqpPublisher(MessagingHandler):
 
     def _send(self) -> None:
         sender = self._sender
-        if sender is None:
+        if sender is None or self._probe is not None:
             return
         while sender.credit and self._pending:
             reading = self._pending.popleft()
@@ -132,6 +137,7 @@ class AmqpPublisher(MessagingHandler):
             log.warning("rejected %s: %s", reading.to_json(), cond)
 
     def on_disconnected(self, event: Event) -> None:
+        self._probe = None  # probed again on the new connection unless verified already
         # Unsettled deliveries on a lost connection have unknown fate: resend
         # them (in their original order) once proton has reconnected.
         if not self._closed:
@@ -145,6 +151,23 @@ class AmqpPublisher(MessagingHandler):
 
     def on_connection_opened(self, event: Event) -> None:
         self.error = None  # a reconnect succeeded; earlier transport errors are history
+        if not self._verified and needs_queue_probe(event.connection, self.address):
+            self._probe = QueueProbe(event.container, event.connection, self.address, self._on_probe_verified)
+
+    def _on_probe_verified(self, address: str) -> None:
+        self._probe, self._verified = None, True
+        self._send()
+
+    def on_session_error(self, event: Event) -> None:
+        cond = event.session.remote_condition
+        if self._probe is not None and event.session == self._probe.session:
+            self.error = missing_queue_reason(self.address, cond)
+        else:
+            self.error = f"session error {cond.name}: {cond.description}" if cond else "session error"
+        self.feed.stop()
+        self._pending.clear()
+        self._closed = True
+        event.connection.close()
 
     def on_transport_error(self, event: Event) -> None:
         cond = event.transport.condition

@@ -1,8 +1,10 @@
 """Session fixtures: one set of real services and one SparkSession for the whole test run.
 
 Services come from, in order: ``AMQP_URL`` and ``KAFKA_BOOTSTRAP`` when both are set
-(an already running Artemis/Kafka, e.g. after ``make up``); otherwise a private Artemis
-and Kafka started on free ports in a temporary folder and stopped at the end. (Where a
+(an already running broker/Kafka, e.g. after ``make up``); otherwise a private broker
+and Kafka started on free ports in a temporary folder and stopped at the end. ``BROKER``
+(artemis, activemq, rabbitmq; artemis by default) chooses the broker: the whole suite
+runs on Artemis, ``tests/brokers`` on each (``make test-brokers``). (Where a
 Docker engine exists, ``testcontainers`` could provide them too; this project does not
 depend on it.) Every test gets its own addresses and topics from ``unique_name``.
 """
@@ -36,6 +38,14 @@ def local_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object 
     settings = ServiceSettings.from_env().with_free_ports(tmp_path_factory.mktemp("services"))
     with LocalServices(settings) as svc:
         yield svc
+
+
+@pytest.fixture(scope="session")
+def broker_name(local_services: object | None) -> str:
+    """Which AMQP broker the session runs against: ``artemis``, ``activemq`` or ``rabbitmq``."""
+    if local_services is not None:
+        return local_services.settings.broker  # type: ignore[attr-defined]
+    return (os.environ.get("BROKER") or "artemis").strip().lower()
 
 
 @pytest.fixture(scope="session")

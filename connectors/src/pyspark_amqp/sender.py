@@ -6,6 +6,7 @@ import collections
 from collections.abc import Iterator
 from typing import Any
 
+from amqp_message_model.brokers import QueueProbe, missing_queue_reason, needs_queue_probe
 from amqp_message_model.connection import connect_kwargs
 from proton import Delivery
 from proton.handlers import MessagingHandler
@@ -47,6 +48,8 @@ class RowSender(MessagingHandler):
         self.seen_accepted = -1
         self.conn: Any = None
         self.connections = 0
+        self.probes: dict[str, QueueProbe] = {}  # RabbitMQ /amq/queue/ targets not verified yet
+        self.verified: set[str] = set()
 
     @property
     def in_flight(self) -> int:
@@ -69,7 +72,22 @@ class RowSender(MessagingHandler):
             # with the name of a closed one on the same (re-opened) session is never attached.
             name = f"amqp-sink-{address}-{self.connections}"
             link = self.links[address] = self.container.create_sender(self.conn, address, name=name)
+            if address not in self.verified and needs_queue_probe(self.conn, address):
+                self.probes[address] = QueueProbe(self.container, self.conn, address, self._on_probe_verified)
         return link
+
+    def _on_probe_verified(self, address: str) -> None:
+        self.probes.pop(address, None)
+        self.verified.add(address)
+        self._pump()
+
+    def on_session_error(self, event: Any) -> None:
+        for address, probe in self.probes.items():
+            if event.session == probe.session:
+                self._fail(missing_queue_reason(address, event.session.remote_condition))
+                return
+        cond = event.session.remote_condition
+        self._fail(f"the broker ended the session: {cond.name if cond else ''} {cond.description if cond else ''}")
 
     def _next(self) -> tuple[str, Any] | None:
         if self.held is None:
@@ -95,8 +113,8 @@ class RowSender(MessagingHandler):
                 break
             address, message = held
             link = self._link(address)
-            if not link.credit:
-                return  # on_sendable resumes
+            if not link.credit or address in self.probes:
+                return  # on_sendable (or the queue probe) resumes
             self.unsettled[link.send(message)] = held
             self.held = None
         self._maybe_done()
@@ -151,6 +169,7 @@ class RowSender(MessagingHandler):
         for link in self.links.values():
             link.close()
         self.links.clear()
+        self.probes.clear()  # probed again on the new connection
 
     def on_deadline(self) -> None:
         if self.failure is not None or (self.exhausted and self.in_flight == 0 and not self.resend):

@@ -102,6 +102,12 @@ def ssl_domain(options: ConnectionOptions) -> SSLDomain | None:
     return domain
 
 
+# With credentials, the SASL mechanisms that use them. A broker that lists ANONYMOUS first
+# (RabbitMQ's AMQP 1.0 plugin) would otherwise let proton pick it, and a wrong password
+# would silently connect as the anonymous user.
+CREDENTIAL_MECHANISMS = "PLAIN SCRAM-SHA-512 SCRAM-SHA-256 SCRAM-SHA-1 DIGEST-MD5 CRAM-MD5"
+
+
 def connect_kwargs(options: ConnectionOptions, reconnect: bool) -> dict[str, Any]:
     """Keyword arguments for ``Container.connect``: every endpoint for failover, credentials, TLS.
 
@@ -128,4 +134,6 @@ def connect_kwargs(options: ConnectionOptions, reconnect: bool) -> dict[str, Any
         kwargs["password"] = password
     if options.sasl_mechanisms:
         kwargs["allowed_mechs"] = options.sasl_mechanisms
+    elif user is not None:
+        kwargs["allowed_mechs"] = CREDENTIAL_MECHANISMS
     return kwargs
