@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from pyspark.sql.datasource import DataSource, DataSourceStreamReader, DataSourceStreamWriter, DataSourceWriter
+import uuid
+from collections.abc import MutableMapping
+
+from pyspark.sql.datasource import DataSource, DataSourceReader, DataSourceStreamReader, DataSourceStreamWriter, DataSourceWriter
 from pyspark.sql.types import StructType
 
-from pyspark_amqp.conversion import SOURCE_SCHEMA_DDL
+from pyspark_amqp.conversion import source_schema_ddl
 
 
 class AmqpDataSource(DataSource):
@@ -87,6 +90,12 @@ class AmqpDataSource(DataSource):
     ...     .option("address", "copy").option("checkpointLocation", "/var/lib/myjob/ckpt").start())
     """
 
+    def __init__(self, options: MutableMapping[str, str]) -> None:
+        super().__init__(options)
+        # Spark creates the data source once per load() and reuses it for every plan of that
+        # DataFrame: a batch read uses this id to return the same rows to every action.
+        self.read_id = uuid.uuid4().hex
+
     @classmethod
     def name(cls) -> str:
         return "amqp"
@@ -95,14 +104,19 @@ class AmqpDataSource(DataSource):
         # Called at load(): validating here fails a bad option before any query starts.
         from pyspark_amqp.options import parse_source_options
 
-        parse_source_options(self.options)
-        return SOURCE_SCHEMA_DDL
+        return source_schema_ddl(parse_source_options(self.options).include_annotations)
 
     def streamReader(self, schema: StructType) -> DataSourceStreamReader:
         from pyspark_amqp.options import parse_source_options
         from pyspark_amqp.source import AmqpStreamReader
 
-        return AmqpStreamReader(parse_source_options(self.options))
+        return AmqpStreamReader(parse_source_options(self.options, "stream"))
+
+    def reader(self, schema: StructType) -> DataSourceReader:
+        from pyspark_amqp.batch import AmqpBatchReader
+        from pyspark_amqp.options import parse_source_options
+
+        return AmqpBatchReader(parse_source_options(self.options, "batch"), self.read_id)
 
     def streamWriter(self, schema: StructType, overwrite: bool) -> DataSourceStreamWriter:
         from pyspark_amqp.options import parse_sink_options
