@@ -85,19 +85,18 @@ def ingest_processes(options: SourceOptions, folders: dict[LogPartition, Path], 
 
     procs = {}
     for part, folder in folders.items():
-        spec = IngestSpec(
-            connection=options.connection,
-            address=part.address,
-            log_folder=folder,
-            credit=options.credit,
-            max_buffered_messages=options.max_buffered_messages,
-            at_most_once=options.at_most_once,
-            segment_bytes=options.log_segment_bytes,
-            link_name=f"spark-amqp-{part.key}",
-            selector=options.selector,
-            **spec_overrides,
-        )
-        procs[part] = IngestProcess(spec)
+        fields: dict[str, Any] = {
+            "connection": options.connection,
+            "address": part.address,
+            "log_folder": folder,
+            "credit": options.credit,
+            "max_buffered_messages": options.max_buffered_messages,
+            "at_most_once": options.at_most_once,
+            "segment_bytes": options.log_segment_bytes,
+            "link_name": f"spark-amqp-{part.key}",
+            "selector": options.selector,
+        }
+        procs[part] = IngestProcess(IngestSpec(**{**fields, **spec_overrides}))
     return procs
 
 
