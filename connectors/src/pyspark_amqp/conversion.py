@@ -209,7 +209,7 @@ def annotations_of(payload: bytes) -> list[tuple[str, str]] | None:
 def _annotation_pairs(annotations: Mapping[Any, Any] | None) -> list[tuple[str, str]] | None:
     if not annotations:
         return None
-    return [(str(k), value_to_text(v)) for k, v in annotations.items()]
+    return [(str(k) if isinstance(k, str) else str(value_to_text(k)), value_to_text(v)) for k, v in annotations.items()]
 
 
 def records_to_arrow(
