@@ -13,8 +13,10 @@ amqp-value number, bool, list, map, ...    UTF-8 JSON (binary as base64, timesta
 amqp-sequence                              epoch ms, UUIDs and symbols as strings)
 =========================================  ===========================================
 
-Application property values and ids become strings by the rules of
-:mod:`amqp_message_model.values`, the same rules the bridge uses for Kafka headers.
+Application property values, message annotation values (the ``message_annotations``
+column, with ``includeAnnotations``) and ids become strings by the rules of
+:mod:`amqp_message_model.values`, the same rules the bridge uses for Kafka headers. An
+annotation key is a symbol (kept as it is) or a ulong (decimal digits).
 
 Hostile input never fails the stream. A message whose sections proton cannot turn into
 Python values still becomes one row: a body nested deeper than Python's recursion limit

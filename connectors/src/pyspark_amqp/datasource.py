@@ -53,13 +53,28 @@ class AmqpDataSource(DataSource):
         TLS: trusted CAs (turns TLS on), client certificate and key, host name check.
     connectTimeout, startTimeout, logSegmentBytes : optional
         Seconds to connect, seconds to wait for the receivers to attach, segment size.
+    selector : str, optional
+        JMS/SQL-92 selector, sent as the ``apache.org:selector-filter:string`` source filter;
+        a broker that refuses or ignores it fails the query with its words.
+    includeAnnotations : bool, default false
+        Add a ``message_annotations`` column (map<string,string>), like Kafka's ``includeHeaders``.
+    minMessagesPerTrigger : int, optional; maxTriggerDelay : duration, default 15m
+        Streams: hold a micro-batch back until this many messages are logged or the delay
+        since the last batch has passed (Kafka's ``minOffsetsPerTrigger``/``maxTriggerDelay``).
+    mode : consume | browse, default consume
+        Batch reads (``spark.read``): take the messages through the log, or look without
+        taking (distribution mode copy). See :mod:`pyspark_amqp.batch`.
+    maxMessages : int, optional; timeout : seconds, default 60; quietPeriod : seconds, default 1
+        Batch reads end at ``maxMessages``, at ``timeout``, or after ``quietPeriod`` without
+        a new message; an empty queue is an empty DataFrame.
 
     Columns
     -------
     ``body`` binary, ``address`` string, ``partition`` int, ``offset`` long,
     ``message_id``, ``correlation_id``, ``subject``, ``content_type`` string,
     ``creation_time``, ``received_time`` timestamp, ``application_properties``
-    map<string,string>, ``durable`` boolean, ``priority`` int, ``delivery_count`` long.
+    map<string,string>, ``durable`` boolean, ``priority`` int, ``delivery_count`` long;
+    ``message_annotations`` map<string,string> with ``includeAnnotations``.
     Any AMQP body converts (see :mod:`pyspark_amqp.conversion`);
     :func:`pyspark_amqp.parse_json_body` turns JSON bodies into typed columns.
 

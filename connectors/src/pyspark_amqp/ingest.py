@@ -19,6 +19,13 @@ matched as a multiset for two minutes. Pitfall: a *new* message identical in pro
 body to one of the last 2 x ``credit`` logged ones, arriving in those two minutes, is taken for
 a redelivery; give messages a message-id or a timestamp, as the simulator's readings have.)
 
+What the link asks for, the broker must grant: a ``selector`` goes out as the standard
+selector source filter and ``browse`` as distribution mode copy, and an attach that does
+not echo them back (or a refusal such as Artemis's ``amqp:invalid-field``) stops the
+process with the reason in its status instead of receiving everything. Browsed copies
+are settled on arrival (nothing is taken); a batch read's ``max_messages`` caps the
+credit granted so that no more than that many are taken.
+
 The process runs separately from Spark's driver-side reader so that several receivers use
 several cores (the proton event loop is CPU-bound near 20k small messages/s per process).
 It exits by itself if its parent dies.
