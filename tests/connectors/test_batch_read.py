@@ -167,7 +167,7 @@ def test_a_driver_killed_during_a_consume_read_loses_nothing(
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait(30)
-    assert not (log_dir / "batch-read.json").exists(), "the kill must come while the read is still receiving"
+    assert not (log_dir / "batch-read-consume.json").exists(), "the kill must come while the read is still receiving"
     assert "count" not in (tmp_path / "driver.log").read_text()
 
     ids = [r.message_id for r in _batch(spark, amqp_url, address, logDir=str(log_dir)).select("message_id").collect()]

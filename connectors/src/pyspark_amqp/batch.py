@@ -19,7 +19,8 @@ When is a consumed message "taken"? When the read is planned (a DataFrame's firs
 the log's committed offset then moves past the read's range, so the next read starts after
 it. The records themselves stay in the log until the next read of the same ``logDir``, so
 every action on the same DataFrame sees the same rows (a re-planned read with the same read
-id returns the same ranges without receiving again).
+id returns the same ranges without receiving again). Pitfall: only the latest read of a
+``logDir`` is kept; an older DataFrame evaluated again after a newer read receives anew.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from pyspark_amqp.wal import first_offset, mark_committed, trim
 
 log = logging.getLogger("pyspark_amqp.batch")
 
-READ_RECORD = "batch-read.json"
+READ_RECORD = "batch-read-{mode}.json"  # the last read of each mode: its id and ranges
 _POLL_S = 0.05
 
 
@@ -75,7 +76,7 @@ class AmqpBatchReader(DataSourceReader):
     def _recorded_ranges(self) -> dict[LogPartition, tuple[int, int]] | None:
         """The ranges this read id was already given (Spark may plan a DataFrame more than once)."""
         try:
-            record = json.loads((self.options.log_dir / READ_RECORD).read_text())
+            record = json.loads((self.options.log_dir / READ_RECORD.format(mode=self.options.mode)).read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return None
         if record.get("id") != self.read_id:
@@ -147,7 +148,7 @@ class AmqpBatchReader(DataSourceReader):
         )
 
     def _record(self, ranges: dict[LogPartition, tuple[int, int]]) -> None:
-        path = self.options.log_dir / READ_RECORD
+        path = self.options.log_dir / READ_RECORD.format(mode=self.options.mode)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(
             json.dumps({"id": self.read_id, "mode": self.options.mode, "ranges": {p.key: list(r) for p, r in ranges.items()}})
