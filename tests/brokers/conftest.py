@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.bridge.conftest import start_bridge  # noqa: F401 - the in-process bridge fixture, shared
+from tests.bridge.helpers import start_bridge  # noqa: F401 - the in-process bridge fixture, shared
 
 
 @pytest.fixture

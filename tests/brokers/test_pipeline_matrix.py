@@ -19,11 +19,11 @@ from simulators import temperature as temperature_cli
 from simulators.feed import read_accepted_log
 from simulators.messages import message_to_json
 from tests import amqp_clients
-from tests.bridge.conftest import consume
-from tests.conftest import wait_for
+from tests.bridge.helpers import consume
 from tests.jobs.oracle import expected_windows
 from tests.kafka_clients import consume as consume_records
 from tests.simulator_runs import temperature_args
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

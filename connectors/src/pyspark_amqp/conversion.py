@@ -13,8 +13,10 @@ amqp-value number, bool, list, map, ...    UTF-8 JSON (binary as base64, timesta
 amqp-sequence                              epoch ms, UUIDs and symbols as strings)
 =========================================  ===========================================
 
-Application property values and ids become strings by the rules of
-:mod:`amqp_message_model.values`, the same rules the bridge uses for Kafka headers.
+Application property values, message annotation values (the ``message_annotations``
+column, with ``includeAnnotations``) and ids become strings by the rules of
+:mod:`amqp_message_model.values`, the same rules the bridge uses for Kafka headers. An
+annotation key is a symbol (kept as it is) or a ulong (decimal digits).
 
 Hostile input never fails the stream. A message whose sections proton cannot turn into
 Python values still becomes one row: a body nested deeper than Python's recursion limit
@@ -63,6 +65,14 @@ SOURCE_SCHEMA_DDL = (
     "application_properties MAP<STRING, STRING>, durable BOOLEAN, priority INT, delivery_count BIGINT"
 )
 
+ANNOTATIONS_COLUMN = "message_annotations"
+
+
+def source_schema_ddl(include_annotations: bool = False) -> str:
+    """The source's schema: the default columns, plus ``message_annotations`` when asked for (like Kafka's ``includeHeaders``)."""
+    return SOURCE_SCHEMA_DDL + (f", {ANNOTATIONS_COLUMN} MAP<STRING, STRING>" if include_annotations else "")
+
+
 SINK_COLUMNS = frozenset({"body", "address", "subject", "message_id", "correlation_id", "content_type", "application_properties"})
 
 
@@ -92,11 +102,12 @@ def message_to_row(message: Message, address: str, partition: int, offset: int, 
     )
 
 
-def arrow_schema():  # -> pyarrow.Schema; pyarrow is imported lazily (executors only)
-    """The Arrow schema equal to :data:`SOURCE_SCHEMA_DDL` (Spark checks that they match exactly)."""
+def arrow_schema(include_annotations: bool = False):  # -> pyarrow.Schema; pyarrow is imported lazily (executors only)
+    """The Arrow schema equal to :func:`source_schema_ddl` (Spark checks that they match exactly)."""
     import pyarrow as pa
 
     ts = pa.timestamp("us", tz="UTC")
+    extra = [(ANNOTATIONS_COLUMN, pa.map_(pa.string(), pa.string()))] if include_annotations else []
     return pa.schema(
         [
             ("body", pa.binary()),
@@ -113,6 +124,7 @@ def arrow_schema():  # -> pyarrow.Schema; pyarrow is imported lazily (executors 
             ("durable", pa.bool_()),
             ("priority", pa.int32()),
             ("delivery_count", pa.int64()),
+            *extra,
         ]
     )
 
@@ -184,7 +196,27 @@ _PAYLOAD_COLUMNS = (
 )  # fmt: skip
 
 
-def records_to_arrow(records: list[tuple[int, int, bytes]], address: str, partition: int):  # -> pyarrow.RecordBatch
+def annotations_of(payload: bytes) -> list[tuple[str, str]] | None:
+    """The message annotations of one logged message as ``(key, text)`` pairs; null if it has none
+    or they cannot be read (never raises). Keys are symbols or ulongs on the wire; both become text."""
+    m = Message()
+    try:
+        m.decode(payload)
+        annotations = m.annotations
+    except Exception:  # noqa: BLE001 - hostile input: annotations proton cannot read are null
+        return _guarded(lambda: _annotation_pairs(m.annotations))
+    return _annotation_pairs(annotations)
+
+
+def _annotation_pairs(annotations: Mapping[Any, Any] | None) -> list[tuple[str, str]] | None:
+    if not annotations:
+        return None
+    return [(str(k) if isinstance(k, str) else str(value_to_text(k)), value_to_text(v)) for k, v in annotations.items()]
+
+
+def records_to_arrow(
+    records: list[tuple[int, int, bytes]], address: str, partition: int, include_annotations: bool = False
+):  # -> pyarrow.RecordBatch
     """Log records ``(offset, received_ms, encoded message)`` as one Arrow record batch.
 
     Same values as :func:`message_to_row`, built column-wise: about twice as fast into
@@ -198,10 +230,12 @@ def records_to_arrow(records: list[tuple[int, int, bytes]], address: str, partit
             cols[name].append(value)
         cols["offset"].append(offset)
         cols["received_time"].append(received_ms * 1000)
+    if include_annotations:
+        cols[ANNOTATIONS_COLUMN] = [annotations_of(payload) for _, _, payload in records]
     n = len(records)
     cols["address"] = [address] * n
     cols["partition"] = [partition] * n
-    schema = arrow_schema()
+    schema = arrow_schema(include_annotations)
     return pa.RecordBatch.from_arrays([pa.array(cols[f.name], type=f.type) for f in schema], schema=schema)
 
 

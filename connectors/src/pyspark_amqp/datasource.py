@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from pyspark.sql.datasource import DataSource, DataSourceStreamReader, DataSourceStreamWriter, DataSourceWriter
+import uuid
+from collections.abc import MutableMapping
+
+from pyspark.sql.datasource import DataSource, DataSourceReader, DataSourceStreamReader, DataSourceStreamWriter, DataSourceWriter
 from pyspark.sql.types import StructType
 
-from pyspark_amqp.conversion import SOURCE_SCHEMA_DDL
+from pyspark_amqp.conversion import source_schema_ddl
 
 
 class AmqpDataSource(DataSource):
@@ -50,13 +53,28 @@ class AmqpDataSource(DataSource):
         TLS: trusted CAs (turns TLS on), client certificate and key, host name check.
     connectTimeout, startTimeout, logSegmentBytes : optional
         Seconds to connect, seconds to wait for the receivers to attach, segment size.
+    selector : str, optional
+        JMS/SQL-92 selector, sent as the ``apache.org:selector-filter:string`` source filter;
+        a broker that refuses or ignores it fails the query with its words.
+    includeAnnotations : bool, default false
+        Add a ``message_annotations`` column (map<string,string>), like Kafka's ``includeHeaders``.
+    minMessagesPerTrigger : int, optional; maxTriggerDelay : duration, default 15m
+        Streams: hold a micro-batch back until this many messages are logged or the delay
+        since the last batch has passed (Kafka's ``minOffsetsPerTrigger``/``maxTriggerDelay``).
+    mode : consume | browse, default consume
+        Batch reads (``spark.read``): take the messages through the log, or look without
+        taking (distribution mode copy). See :mod:`pyspark_amqp.batch`.
+    maxMessages : int, optional; timeout : seconds, default 60; quietPeriod : seconds, default 1
+        Batch reads end at ``maxMessages``, at ``timeout``, or after ``quietPeriod`` without
+        a new message; an empty queue is an empty DataFrame.
 
     Columns
     -------
     ``body`` binary, ``address`` string, ``partition`` int, ``offset`` long,
     ``message_id``, ``correlation_id``, ``subject``, ``content_type`` string,
     ``creation_time``, ``received_time`` timestamp, ``application_properties``
-    map<string,string>, ``durable`` boolean, ``priority`` int, ``delivery_count`` long.
+    map<string,string>, ``durable`` boolean, ``priority`` int, ``delivery_count`` long;
+    ``message_annotations`` map<string,string> with ``includeAnnotations``.
     Any AMQP body converts (see :mod:`pyspark_amqp.conversion`);
     :func:`pyspark_amqp.parse_json_body` turns JSON bodies into typed columns.
 
@@ -87,6 +105,12 @@ class AmqpDataSource(DataSource):
     ...     .option("address", "copy").option("checkpointLocation", "/var/lib/myjob/ckpt").start())
     """
 
+    def __init__(self, options: MutableMapping[str, str]) -> None:
+        super().__init__(options)
+        # Spark creates the data source once per load() and reuses it for every plan of that
+        # DataFrame: a batch read uses this id to return the same rows to every action.
+        self.read_id = uuid.uuid4().hex
+
     @classmethod
     def name(cls) -> str:
         return "amqp"
@@ -95,14 +119,19 @@ class AmqpDataSource(DataSource):
         # Called at load(): validating here fails a bad option before any query starts.
         from pyspark_amqp.options import parse_source_options
 
-        parse_source_options(self.options)
-        return SOURCE_SCHEMA_DDL
+        return source_schema_ddl(parse_source_options(self.options).include_annotations)
 
     def streamReader(self, schema: StructType) -> DataSourceStreamReader:
         from pyspark_amqp.options import parse_source_options
         from pyspark_amqp.source import AmqpStreamReader
 
-        return AmqpStreamReader(parse_source_options(self.options))
+        return AmqpStreamReader(parse_source_options(self.options, "stream"))
+
+    def reader(self, schema: StructType) -> DataSourceReader:
+        from pyspark_amqp.batch import AmqpBatchReader
+        from pyspark_amqp.options import parse_source_options
+
+        return AmqpBatchReader(parse_source_options(self.options, "batch"), self.read_id)
 
     def streamWriter(self, schema: StructType, overwrite: bool) -> DataSourceStreamWriter:
         from pyspark_amqp.options import parse_sink_options

@@ -19,6 +19,13 @@ matched as a multiset for two minutes. Pitfall: a *new* message identical in pro
 body to one of the last 2 x ``credit`` logged ones, arriving in those two minutes, is taken for
 a redelivery; give messages a message-id or a timestamp, as the simulator's readings have.)
 
+What the link asks for, the broker must grant: a ``selector`` goes out as the standard
+selector source filter and ``browse`` as distribution mode copy, and an attach that does
+not echo them back (or a refusal such as Artemis's ``amqp:invalid-field``) stops the
+process with the reason in its status instead of receiving everything. Browsed copies
+are settled on arrival (nothing is taken); a batch read's ``max_messages`` caps the
+credit granted so that no more than that many are taken.
+
 The process runs separately from Spark's driver-side reader so that several receivers use
 several cores (the proton event loop is CPU-bound near 20k small messages/s per process).
 It exits by itself if its parent dies.
@@ -39,15 +46,16 @@ from typing import Any
 
 from amqp_message_model.connection import ConnectionOptions, connect_kwargs
 from amqp_message_model.sections import bare_message_digest
-from proton import Delivery
+from proton import Delivery, Terminus
 from proton.handlers import MessagingHandler
-from proton.reactor import ApplicationEvent, Container, EventInjector
+from proton.reactor import ApplicationEvent, Container, Copy, EventInjector, Selector
 
 from pyspark_amqp.wal import LogWriter, SyncTicket, read_committed, read_range, segments
 
 log = logging.getLogger("pyspark_amqp.ingest")
 _CTX = mp.get_context("spawn")
 _ERROR_BYTES = 1024
+SELECTOR_FILTER = "apache.org:selector-filter:string"
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,14 @@ class IngestSpec:
     at_most_once: bool
     segment_bytes: int
     link_name: str
+    selector: str | None = None  # JMS selector, sent as the standard source filter
+    browse: bool = False  # distribution-mode copy: look without taking (nothing is accepted away)
+    max_messages: int | None = None  # stop granting credit once this many were logged (batch reads)
+
+    @property
+    def settles_on_arrival(self) -> bool:
+        """No accept-after-log: the log is not the guarantee (at-most-once) or nothing is taken (browse)."""
+        return self.at_most_once or self.browse
 
 
 class IngestStatus:
@@ -75,6 +91,7 @@ class IngestStatus:
         self.planned = _CTX.Value("q", 0, lock=False)
         self.deduplicated = _CTX.Value("q", 0, lock=False)  # redeliveries matched to a logged record
         self.attached = _CTX.Event()
+        self.refused = _CTX.Event()  # the broker refused (or ignored) what the link asked for: retrying cannot help
         self.stop = _CTX.Event()
         self._error = _CTX.Array("c", _ERROR_BYTES, lock=True)
 
@@ -121,7 +138,12 @@ class IngestHandler(MessagingHandler):
     """Receives raw deliveries on one link; no business logic beyond log-then-accept."""
 
     def __init__(
-        self, spec: IngestSpec, status: IngestStatus, writer: LogWriter, parent_pid: int, uncertain: dict[bytes, int] | None = None
+        self,
+        spec: IngestSpec,
+        status: IngestStatus,
+        writer: LogWriter,
+        parent_pid: int,
+        uncertain: dict[bytes, int] | None = None,
     ) -> None:
         super().__init__(prefetch=0, auto_accept=False, auto_settle=False)
         self.spec = spec
@@ -129,12 +151,13 @@ class IngestHandler(MessagingHandler):
         self.writer = writer
         self.parent_pid = parent_pid
         self.injector = EventInjector()
-        self.syncer = _Syncer(self.injector, fsync=not spec.at_most_once)
+        self.syncer = _Syncer(self.injector, fsync=not spec.settles_on_arrival)
         self.unsynced: list[Delivery] = []
         self.syncing: dict[int, tuple[list[Delivery], list[bytes]]] = {}  # by the log offset its flush ends at
         self.flush_scheduled = False
         self.generation = 0
         self.in_flight = 0  # received (credit used) but not yet accepted
+        self.logged = 0  # records this process appended to the log
         self.withheld = 0  # credit owed but withheld for back-pressure
         self.conn: Any = None
         self.receiver: Any = None
@@ -165,10 +188,33 @@ class IngestHandler(MessagingHandler):
         if self.stopping:
             return
         self.receiver_name = f"{self.spec.link_name}-{self.generation}"
-        self.receiver = self.container.create_receiver(self.conn, self.spec.address, name=self.receiver_name)
+        options: list[Any] = []
+        if self.spec.selector:
+            options.append(Selector(self.spec.selector))
+        if self.spec.browse:
+            options.append(Copy())
+        self.receiver = self.container.create_receiver(self.conn, self.spec.address, name=self.receiver_name, options=options)
+
+    def _unhonoured(self, link: Any) -> str | None:
+        """What the broker's attach did not echo of what this link asked for (a broker that ignores a
+        filter would otherwise deliver every message)."""
+        source = link.remote_source
+        if self.spec.selector:
+            echoed = _filters(source)
+            if not any(getattr(v, "descriptor", None) == SELECTOR_FILTER for v in echoed.values()):
+                return f"the broker ignored the selector filter {self.spec.selector!r} (its attach did not echo it)"
+        if self.spec.browse and source.distribution_mode != Terminus.DIST_MODE_COPY:
+            return "the broker does not browse this address (its attach did not echo distribution-mode copy)"
+        return None
 
     def on_link_opened(self, event: Any) -> None:
         if event.link.is_receiver and event.link.name == self.receiver_name:
+            if event.link.remote_source.address is None:
+                return  # an attach without a source: the broker refuses, its detach says why
+            problem = self._unhonoured(event.link)
+            if problem is not None:
+                self._refuse(problem)
+                return
             self.in_flight = 0
             self.withheld = 0
             self._grant(self.spec.credit - self.receiver.credit)
@@ -211,7 +257,11 @@ class IngestHandler(MessagingHandler):
         else:
             self.uncertain[digest] = left - 1
         if not self.uncertain:
-            log.info("amqp source %s: matched every redelivered message to its logged copy (%d so far)", self.spec.address, self.status.deduplicated.value + 1)
+            log.info(
+                "amqp source %s: matched every redelivered message to its logged copy (%d so far)",
+                self.spec.address,
+                self.status.deduplicated.value + 1,
+            )
         return True
 
     def on_transport_error(self, event: Any) -> None:
@@ -223,9 +273,19 @@ class IngestHandler(MessagingHandler):
         cond = event.connection.remote_condition
         self.status.error = f"{cond.name}: {cond.description}" if cond else "connection closed by the broker"
 
+    def _refuse(self, reason: str) -> None:
+        """Give up for good: the driver fails the read with ``reason`` instead of waiting for an attach."""
+        self.status.error = reason
+        self.status.refused.set()
+        log.error("amqp source %s: %s", self.spec.address, reason)
+        self.shutdown()
+
     def on_link_error(self, event: Any) -> None:
         cond = event.link.remote_condition
         self.status.error = f"{cond.name}: {cond.description}" if cond else "link closed by the broker"
+        if cond is not None and self.spec.selector and _is_filter_refusal(cond.name, cond.description or ""):
+            self._refuse(f"the broker refused the selector {self.spec.selector!r}: {self.status.error}")
+            return
         log.warning("amqp source %s: %s (re-attaching in 1 s)", self.spec.address, self.status.error)
         event.link.close()
         if event.link.name == self.receiver_name:
@@ -256,8 +316,9 @@ class IngestHandler(MessagingHandler):
             self._grant(1)
             return
         self.writer.append(int(time.time() * 1000), payload)
+        self.logged += 1
         self.in_flight += 1
-        if self.spec.at_most_once:
+        if self.spec.settles_on_arrival:
             delivery.update(Delivery.ACCEPTED)
             delivery.settle()
             self.in_flight -= 1
@@ -281,7 +342,7 @@ class IngestHandler(MessagingHandler):
         upto, generation = event.subject
         deliveries, payloads = self.syncing.pop(upto, ([], []))
         self.status.durable.value = upto
-        if self.spec.at_most_once:
+        if self.spec.settles_on_arrival:
             if self.receiver is not None:
                 self._grant(self.spec.credit - self.receiver.credit)
             return
@@ -300,6 +361,10 @@ class IngestHandler(MessagingHandler):
         self.withheld = 0
         if count <= 0 or self.receiver is None:
             return
+        if self.spec.max_messages is not None:
+            count = min(count, self.spec.max_messages - self.logged - self.receiver.credit)
+            if count <= 0:
+                return
         buffered = self.status.durable.value - self.status.planned.value
         if buffered >= self.spec.max_buffered_messages:
             self.withheld = count
@@ -323,9 +388,9 @@ class IngestHandler(MessagingHandler):
         self.syncer.jobs.put(None)
         self.syncer.join(10)
         if ticket is not None:
-            ticket.sync(not self.spec.at_most_once)
+            ticket.sync(not self.spec.settles_on_arrival)
             self.status.durable.value = ticket.upto
-            if not self.spec.at_most_once:
+            if not self.spec.settles_on_arrival:
                 for delivery in self.unsynced:
                     delivery.update(Delivery.ACCEPTED)
                     delivery.settle()
@@ -337,6 +402,24 @@ class IngestHandler(MessagingHandler):
         self.container.stop()
 
 
+def _filters(terminus: Any) -> dict[Any, Any]:
+    """The filter map of a terminus as the peer sent it (empty if none)."""
+    data = terminus.filter
+    if data is None:
+        return {}
+    data.rewind()
+    if data.next() is None:
+        return {}
+    value = data.get_object()
+    return value if isinstance(value, dict) else {}
+
+
+def _is_filter_refusal(name: str, description: str) -> bool:
+    """A broker's refusal of the link's filter (Artemis: ``amqp:invalid-field`` "Invalid filter")."""
+    text = description.lower()
+    return name in ("amqp:invalid-field", "amqp:not-implemented") or "filter" in text or "selector" in text
+
+
 def run_ingest(spec: IngestSpec, status: IngestStatus, parent_pid: int) -> None:
     """Entry point of an ingest process."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -344,7 +427,12 @@ def run_ingest(spec: IngestSpec, status: IngestStatus, parent_pid: int) -> None:
     status.planned.value = read_committed(spec.log_folder)
     status.durable.value = writer.next_offset
     uncertain = uncertain_tail(writer, spec)
-    log.info("amqp source %s: log recovered at offset %d; %d records may await a redelivery", spec.address, writer.next_offset, sum(uncertain.values()))
+    log.info(
+        "amqp source %s: log recovered at offset %d; %d records may await a redelivery",
+        spec.address,
+        writer.next_offset,
+        sum(uncertain.values()),
+    )
     try:
         Container(IngestHandler(spec, status, writer, parent_pid, uncertain)).run()
     finally:
@@ -353,7 +441,7 @@ def run_ingest(spec: IngestSpec, status: IngestStatus, parent_pid: int) -> None:
 
 def uncertain_tail(writer: LogWriter, spec: IngestSpec) -> dict[bytes, int]:
     """Digests of the records a crash may have left unaccepted (or whose accept was lost): the last two credit windows."""
-    if spec.at_most_once:
+    if spec.settles_on_arrival:
         return {}
     end = writer.next_offset
     start = max(0, end - 2 * spec.credit)
@@ -386,6 +474,8 @@ class IngestProcess:
         """Wait until the link is attached; raise naming the broker's last error if it is not in time."""
         deadline = time.monotonic() + timeout
         while not self.status.attached.wait(0.1):
+            if self.status.refused.is_set():
+                raise ConnectionRefusedError(f"amqp source {self.spec.address!r}: {self.status.error}")
             if not self.process.is_alive():
                 raise RuntimeError(f"the AMQP receiver for {self.spec.address!r} exited (code {self.process.exitcode})")
             if time.monotonic() > deadline:

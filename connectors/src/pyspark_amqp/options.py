@@ -6,6 +6,7 @@ raises :class:`AmqpOptionError` naming the option and listing the valid ones.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +32,18 @@ class SourceOptions:
     fail_on_data_loss: bool = True
     log_segment_bytes: int = 64 * 1024 * 1024
     start_timeout_s: float = 60.0
+    selector: str | None = None
+    include_annotations: bool = False
+    min_messages_per_trigger: int | None = None
+    max_trigger_delay_s: float = 15 * 60.0
+    mode: str = "consume"
+    max_messages: int | None = None
+    timeout_s: float = 60.0
+    quiet_period_s: float = 1.0
+
+    @property
+    def browse(self) -> bool:
+        return self.mode == "browse"
 
 
 @dataclass(frozen=True)
@@ -66,7 +79,19 @@ SOURCE_KEYS = {
     "failOnDataLoss": "true|false: fail when a needed offset is no longer in the log (default true)",
     "logSegmentBytes": "size at which a log segment file is rolled (default 67108864)",
     "startTimeout": "seconds to wait for the receivers to recover their logs and start (default 60)",
+    "selector": "JMS/SQL-92 selector the broker applies, e.g. \"device_id = 'd3'\" (default: every message)",
+    "includeAnnotations": "true: add a message_annotations column, map<string,string> (default false)",
+    "minMessagesPerTrigger": "streams: wait for this many messages before a micro-batch, up to maxTriggerDelay (default: none)",
+    "maxTriggerDelay": "streams: longest wait for minMessagesPerTrigger, e.g. '3s', '15m' (default 15m)",
+    "mode": "batch reads: consume (take the messages off the queue, default) or browse (look, leave them)",
+    "maxMessages": "batch reads: at most this many messages (default: until the receivers are quiet)",
+    "timeout": "batch reads: seconds to receive before returning what came (default 60)",
+    "quietPeriod": "batch reads: seconds without a new message after which the queue counts as read (default 1)",
 }
+
+STREAM_ONLY_KEYS = frozenset({"maxmessagespertrigger", "minmessagespertrigger", "maxtriggerdelay", "maxbufferedmessages"})
+BATCH_ONLY_KEYS = frozenset({"mode", "maxmessages", "timeout", "quietperiod"})
+MODES = ("consume", "browse")
 
 SINK_KEYS = {
     **_CONNECTION_KEYS,
@@ -148,8 +173,46 @@ def _connection(opts: Mapping[str, str]) -> ConnectionOptions:
     )
 
 
-def parse_source_options(options: Mapping[str, str]) -> SourceOptions:
+_UNITS_S = {
+    "us": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
+    "m": 60.0, "min": 60.0, "mins": 60.0, "minute": 60.0, "minutes": 60.0,
+    "h": 3600.0, "hour": 3600.0, "hours": 3600.0, "d": 86400.0, "day": 86400.0, "days": 86400.0,
+}  # fmt: skip
+
+
+def _duration(opts: Mapping[str, str], key: str, default: float) -> float:
+    """Seconds from Spark's duration forms ('3s', '15m', '500ms', '3 seconds'); a bare number is milliseconds, as in Spark."""
+    raw = opts.get(key)
+    if raw is None or raw == "":
+        return default
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", raw)
+    unit = match.group(2).lower() if match else ""
+    if not match or (unit and unit not in _UNITS_S):
+        raise AmqpOptionError(f"option {key!r} must be a duration such as '3s', '500ms' or '15m', got {raw!r}")
+    return float(match.group(1)) * (_UNITS_S[unit] if unit else 1e-3)
+
+
+def _check_kind(opts: Mapping[str, str], kind: str) -> None:
+    """Stream-only options on a batch read (and the reverse) are mistakes worth naming."""
+    if kind == "stream":
+        wrong = sorted(k for k in opts if k in BATCH_ONLY_KEYS)
+        if wrong:
+            raise AmqpOptionError(
+                f"option(s) {', '.join(wrong)} apply to batch reads (spark.read), not to streams (spark.readStream)"
+            )
+    elif kind == "batch":
+        wrong = sorted(k for k in opts if k in STREAM_ONLY_KEYS)
+        if wrong:
+            raise AmqpOptionError(
+                f"option(s) {', '.join(wrong)} apply to streams (spark.readStream), not to batch reads; "
+                "bound a batch read with maxMessages and timeout"
+            )
+
+
+def parse_source_options(options: Mapping[str, str], kind: str = "any") -> SourceOptions:
+    """Validate the source's options; ``kind`` is ``"stream"``, ``"batch"`` or ``"any"`` (at ``load()``, not yet known)."""
     opts = _lower(options, SOURCE_KEYS, "source")
+    _check_kind(opts, kind)
     connection = _connection(opts)
     addresses = tuple(a.strip() for a in (opts.get("address") or "").split(",") if a.strip())
     if not addresses:
@@ -157,15 +220,24 @@ def parse_source_options(options: Mapping[str, str]) -> SourceOptions:
     if len(set(addresses)) != len(addresses):
         raise AmqpOptionError(f"option 'address' names an address twice: {opts['address']!r}")
     at_most_once = _bool(opts, "atmostonce", False)
+    mode = (opts.get("mode") or "consume").lower()
+    if mode not in MODES:
+        raise AmqpOptionError(f"option 'mode' must be one of {', '.join(MODES)}, got {opts['mode']!r}")
+    selector = opts.get("selector")
+    if selector is not None and not selector.strip():
+        raise AmqpOptionError("option 'selector' is empty: leave it out to receive every message")
     log_dir = opts.get("logdir")
     if not log_dir:
-        if not at_most_once:
+        if mode == "browse":
+            log_dir = tempfile.mkdtemp(prefix="amqp-browse-")
+        elif not at_most_once:
             raise AmqpOptionError(
                 "option 'logDir' is required: a folder for the durable write-ahead log that makes the source lose "
                 "nothing (on a cluster, on storage every executor can read). To accept possible loss instead, set "
                 "atMostOnce=true."
             )
-        log_dir = tempfile.mkdtemp(prefix="amqp-source-at-most-once-")
+        else:
+            log_dir = tempfile.mkdtemp(prefix="amqp-source-at-most-once-")
     return SourceOptions(
         connection=connection,
         addresses=addresses,
@@ -178,6 +250,14 @@ def parse_source_options(options: Mapping[str, str]) -> SourceOptions:
         fail_on_data_loss=_bool(opts, "failondataloss", True),
         log_segment_bytes=_int(opts, "logsegmentbytes", 64 * 1024 * 1024, minimum=4096) or 64 * 1024 * 1024,
         start_timeout_s=_float(opts, "starttimeout", 60.0),
+        selector=selector,
+        include_annotations=_bool(opts, "includeannotations", False),
+        min_messages_per_trigger=_int(opts, "minmessagespertrigger", None),
+        max_trigger_delay_s=_duration(opts, "maxtriggerdelay", 15 * 60.0),
+        mode=mode,
+        max_messages=_int(opts, "maxmessages", None),
+        timeout_s=_float(opts, "timeout", 60.0),
+        quiet_period_s=_float(opts, "quietperiod", 1.0),
     )
 
 

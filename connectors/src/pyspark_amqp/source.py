@@ -10,47 +10,46 @@ Where each hook runs (PySpark 4.2+):
 - ``commit(end)`` for batch N arrives only when batch N+1 is planned, and the last batch's
   commit never arrives; settlement is therefore never tied to it. It only trims the log.
 
-Offsets are ``{"<address>#<receiver>": <next offset>}``, one entry per log partition.
+Offsets are :class:`~pyspark_amqp.offsets.AmqpSourceOffset`: the next log offset per log
+partition (one per address and receiver).
+
+Read limits: ``maxMessagesPerTrigger`` is Spark's ``ReadMaxRows``; ``minMessagesPerTrigger``
+is ``ReadMinRows`` with ``maxTriggerDelay`` as Kafka's source has them: a micro-batch waits
+until that many messages are logged or the delay since the last batch has passed. Spark
+hands a Python source its own default limit back (it cannot compose two), so with both
+options the reader applies the maximum itself. ``Trigger.AvailableNow`` passes
+``ReadAllAvailable`` and ignores both, as Spark documents.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pyspark.sql.datasource import DataSourceStreamReader, InputPartition
-from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows, SupportsTriggerAvailableNow
+from pyspark.sql.streaming.datasource import (
+    ReadAllAvailable,
+    ReadLimit,
+    ReadMaxRows,
+    ReadMinRows,
+    SupportsTriggerAvailableNow,
+)
 
+from pyspark_amqp.offsets import AmqpSourceOffset, LogPartition
 from pyspark_amqp.options import SourceOptions
 from pyspark_amqp.wal import CorruptLogError, first_offset, read_range, trim
 
 log = logging.getLogger("pyspark_amqp.source")
 
-
-@dataclass(frozen=True)
-class LogPartition:
-    """One receiver's log: the unit of parallelism, like a Kafka topic partition."""
-
-    address: str
-    index: int
-
-    @property
-    def key(self) -> str:
-        return f"{self.address}#{self.index}"
-
-    def folder(self, log_dir: Path) -> Path:
-        # Addresses may hold any character; the folder name stays readable and unique.
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", self.address)[:80]
-        digest = hashlib.sha1(self.address.encode()).hexdigest()[:8]
-        return log_dir / f"{safe}-{digest}" / f"receiver-{self.index}"
+ARROW_BATCH_ROWS = 8192
 
 
 class AmqpInputPartition(InputPartition):
+    """An offset range ``[start, end)`` of one log partition (its folder is where executors read it)."""
+
     def __init__(self, address: str, index: int, folder: str, start: int, end: int) -> None:
         super().__init__((address, index, start, end))
         self.address = address
@@ -60,7 +59,7 @@ class AmqpInputPartition(InputPartition):
         self.end = end
 
 
-def split_limit(available: dict[str, int], limit: int) -> dict[str, int]:
+def split_limit(available: dict[Any, int], limit: int) -> dict[Any, int]:
     """Share ``limit`` rows across partitions in proportion to what each has, like Kafka's rate limit.
 
     Every partition with data gets at least one row while the limit allows; the result never
@@ -80,6 +79,83 @@ def split_limit(available: dict[str, int], limit: int) -> dict[str, int]:
     return shares
 
 
+def ingest_processes(options: SourceOptions, folders: dict[LogPartition, Path], **spec_overrides: Any) -> dict[LogPartition, Any]:
+    """One (not yet started) ingest process per log partition, receiving into ``folders``."""
+    from pyspark_amqp.ingest import IngestProcess, IngestSpec
+
+    procs = {}
+    for part, folder in folders.items():
+        fields: dict[str, Any] = {
+            "connection": options.connection,
+            "address": part.address,
+            "log_folder": folder,
+            "credit": options.credit,
+            "max_buffered_messages": options.max_buffered_messages,
+            "at_most_once": options.at_most_once,
+            "segment_bytes": options.log_segment_bytes,
+            "link_name": f"spark-amqp-{part.key}",
+            "selector": options.selector,
+        }
+        procs[part] = IngestProcess(IngestSpec(**{**fields, **spec_overrides}))
+    return procs
+
+
+def start_all(procs: dict[LogPartition, Any], timeout: float) -> None:
+    """Start the processes and wait until every link is attached; stop them all if one fails."""
+    for proc in procs.values():
+        proc.start()
+    try:
+        for proc in procs.values():
+            proc.wait_attached(timeout)
+    except BaseException:
+        for proc in procs.values():
+            proc.stop()
+        raise
+
+
+def read_log_range(partition: AmqpInputPartition, fail_on_data_loss: bool, include_annotations: bool) -> Iterator[Any]:
+    """Yield a partition's offset range from the log as Arrow record batches (runs on executors)."""
+    from pyspark_amqp.conversion import records_to_arrow
+
+    records = read_range(Path(partition.folder), partition.start, partition.end)
+    chunk: list[tuple[int, int, bytes]] = []
+    try:
+        for record in records:
+            chunk.append((record.offset, record.received_ms, record.payload))
+            if len(chunk) >= ARROW_BATCH_ROWS:
+                yield records_to_arrow(chunk, partition.address, partition.index, include_annotations)
+                chunk = []
+        if chunk:
+            yield records_to_arrow(chunk, partition.address, partition.index, include_annotations)
+    except CorruptLogError as err:
+        if fail_on_data_loss:
+            raise CorruptLogError(
+                f"{err}. Some data may have been lost (the log was deleted, trimmed by another query or damaged). "
+                "If you want the query to go on regardless, set failOnDataLoss=false."
+            ) from None
+        log.warning("amqp source: skipping the rest of %s..%s (failOnDataLoss=false): %s", partition.start, partition.end, err)
+
+
+class TriggerDelay:
+    """Kafka's ``minOffsetsPerTrigger``/``maxTriggerDelay`` rule: hold a batch back while fewer than
+    ``min_rows`` are available, unless ``max_delay_s`` has passed since the last batch went out."""
+
+    def __init__(self, max_delay_s: float, clock: Any = time.monotonic) -> None:
+        self.max_delay_s = max_delay_s
+        self.clock = clock
+        self.last_trigger = float("-inf")  # like Kafka: the first batch is never held back
+
+    def hold_back(self, available: int, min_rows: int) -> bool:
+        now = self.clock()
+        if now - self.last_trigger >= self.max_delay_s:
+            self.last_trigger = now
+            return False
+        if available < min_rows:
+            return True
+        self.last_trigger = now
+        return False
+
+
 class AmqpStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     """Spark's side of the source; see the module docstring for where each hook runs."""
 
@@ -88,8 +164,9 @@ class AmqpStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def __init__(self, options: SourceOptions) -> None:
         self.options = options
         self.partitions_ = [LogPartition(a, i) for a in options.addresses for i in range(options.receivers)]
-        self._ingest: dict[str, Any] | None = None
-        self._available_now: dict[str, int] | None = None
+        self._ingest: dict[LogPartition, Any] | None = None
+        self._available_now: AmqpSourceOffset | None = None
+        self._delay = TriggerDelay(options.max_trigger_delay_s)
 
     def __getstate__(self) -> dict[str, Any]:
         # Executors get a copy without the driver's ingest processes.
@@ -98,132 +175,116 @@ class AmqpStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return state
 
     # --- driver side -------------------------------------------------------------------
-    def _started(self) -> dict[str, Any]:
-        if self._ingest is None:
-            from pyspark_amqp.ingest import IngestProcess, IngestSpec
+    def _folder(self, part: LogPartition) -> Path:
+        return part.folder(self.options.log_dir)
 
-            procs: dict[str, Any] = {}
-            for part in self.partitions_:
-                spec = IngestSpec(
-                    connection=self.options.connection,
-                    address=part.address,
-                    log_folder=part.folder(self.options.log_dir),
-                    credit=self.options.credit,
-                    max_buffered_messages=self.options.max_buffered_messages,
-                    at_most_once=self.options.at_most_once,
-                    segment_bytes=self.options.log_segment_bytes,
-                    link_name=f"spark-amqp-{part.key}",
-                )
-                procs[part.key] = IngestProcess(spec)
+    def _started(self) -> dict[LogPartition, Any]:
+        """The ingest processes, started (and attached) on first use."""
+        if self._ingest is None:
+            procs = ingest_processes(self.options, {p: self._folder(p) for p in self.partitions_})
             self._ingest = procs
-            for proc in procs.values():
-                proc.start()
             try:
-                for proc in procs.values():
-                    proc.wait_attached(self.options.start_timeout_s)
+                start_all(procs, self.options.start_timeout_s)
             except BaseException:
-                self.stop()
+                self._ingest = None
                 raise
         return self._ingest
 
-    def _durable(self) -> dict[str, int]:
+    def _durable(self) -> AmqpSourceOffset:
+        """What is durable in the log now; a receiver process that died is replaced first."""
         procs = self._started()
-        for key, proc in list(procs.items()):
+        for part, proc in list(procs.items()):
             if not proc.process.is_alive():
                 # Its log is intact; a fresh process recovers it and the broker redelivers the rest.
-                log.warning("amqp source: the receiver for %s exited (code %s); starting a new one", key, proc.process.exitcode)
-                procs[key] = proc.restarted(self.options.start_timeout_s)
-        return {key: proc.durable for key, proc in procs.items()}
+                log.warning(
+                    "amqp source: the receiver for %s exited (code %s); starting a new one", part.key, proc.process.exitcode
+                )
+                procs[part] = proc.restarted(self.options.start_timeout_s)
+        return AmqpSourceOffset({part: proc.durable for part, proc in procs.items()})
 
     def initialOffset(self) -> dict[str, int]:
+        """Driver, once per new query: where the log's unread part begins (its committed offset)."""
         self._started()
-        return {p.key: first_offset(p.folder(self.options.log_dir)) for p in self.partitions_}
+        return AmqpSourceOffset({p: first_offset(self._folder(p)) for p in self.partitions_}).to_json()
 
     def getDefaultReadLimit(self) -> ReadLimit:
+        """Driver, once per query: ``ReadMinRows`` if ``minMessagesPerTrigger`` is set, else ``ReadMaxRows`` or all."""
+        if self.options.min_messages_per_trigger:
+            return ReadMinRows(self.options.min_messages_per_trigger)
         if self.options.max_messages_per_trigger:
             return ReadMaxRows(self.options.max_messages_per_trigger)
         return ReadAllAvailable()
 
     def prepareForTriggerAvailableNow(self) -> None:
-        """Fix the target: what the broker delivered until the receivers went quiet.
+        """Driver, at the start of a ``Trigger.AvailableNow`` query: fix the target offset.
 
         AMQP has no "end offset" to ask for, so the backlog counts as read when no receiver
         logged anything new for ``QUIET_S`` seconds (bounded by ``startTimeout``).
         """
-        import time
-
         deadline = time.monotonic() + self.options.start_timeout_s
         last = self._durable()
         quiet_since = time.monotonic()
         while time.monotonic() < deadline and time.monotonic() - quiet_since < self.QUIET_S:
-            time.sleep(0.05)
+            time.sleep(0.05)  # polling shared-memory counters: there is no event to wait on
             now = self._durable()
             if now != last:
                 last, quiet_since = now, time.monotonic()
         self._available_now = last
 
     def latestOffset(self, start: dict[str, int], limit: ReadLimit) -> dict[str, int]:
+        """Driver, before every micro-batch: the end of the next batch within ``limit``.
+
+        Returns ``start`` unchanged to skip a batch (``ReadMinRows`` not reached yet).
+        """
         latest = self._durable()
         if self._available_now is not None:
-            latest = {k: min(v, self._available_now.get(k, v)) for k, v in latest.items()}
-        begin = {k: int(start.get(k, first_offset(self._folder(k)))) for k in latest}
-        available = {k: max(0, latest[k] - begin[k]) for k in latest}
-        if isinstance(limit, ReadMaxRows):
-            available = split_limit(available, limit.max_rows)
-        end = {k: begin[k] + available[k] for k in latest}
+            latest = AmqpSourceOffset({p: min(n, self._available_now.get(p, n)) for p, n in latest.positions.items()})
+        begin_at = AmqpSourceOffset.from_json(start)
+        begin = {p: begin_at.get(p, first_offset(self._folder(p))) for p in latest}
+        available = {p: max(0, latest[p] - begin[p]) for p in latest}
+        max_rows = limit.max_rows if isinstance(limit, ReadMaxRows) else None
+        if isinstance(limit, ReadMinRows):
+            if self._delay.hold_back(sum(available.values()), limit.min_rows):
+                available = {p: 0 for p in available}
+            max_rows = self.options.max_messages_per_trigger  # the composite Spark cannot pass a Python source
+        if max_rows is not None:
+            available = split_limit(available, max_rows)
+        end = AmqpSourceOffset({p: begin[p] + available[p] for p in latest})
         procs = self._started()
-        for key, offset in end.items():
-            procs[key].set_planned(offset)
-        return end
+        for part in end:
+            procs[part].set_planned(end[part])
+        return end.to_json()
 
     def reportLatestOffset(self) -> dict[str, int] | None:
-        return self._durable() if self._ingest is not None else None
-
-    def _folder(self, key: str) -> Path:
-        address, _, index = key.rpartition("#")
-        return LogPartition(address, int(index)).folder(self.options.log_dir)
+        """Driver, for query progress: what is durable in the log, read or not."""
+        return self._durable().to_json() if self._ingest is not None else None
 
     def partitions(self, start: dict[str, int], end: dict[str, int]) -> list[InputPartition]:
+        """Driver, per micro-batch: one input partition per log partition with records in ``[start, end)``."""
+        begin_at, end_at = AmqpSourceOffset.from_json(start), AmqpSourceOffset.from_json(end)
         parts: list[InputPartition] = []
-        for key, stop in end.items():
-            begin = int(start.get(key, first_offset(self._folder(key))))
-            if stop > begin:
-                address, _, index = key.rpartition("#")
-                parts.append(AmqpInputPartition(address, int(index), str(self._folder(key)), begin, int(stop)))
+        for part in end_at:
+            folder = self._folder(part)
+            begin = begin_at.get(part, first_offset(folder))
+            if end_at[part] > begin:
+                parts.append(AmqpInputPartition(part.address, part.index, str(folder), begin, end_at[part]))
         return parts
 
     def commit(self, end: dict[str, int]) -> None:
-        for key, offset in end.items():
-            trim(self._folder(key), int(offset))
+        """Driver, when batch N+1 is planned: trim the log below ``end`` (settlement never waits for this)."""
+        committed = AmqpSourceOffset.from_json(end)
+        for part in committed:
+            trim(self._folder(part), committed[part])
 
     def stop(self) -> None:
+        """Driver, when the query stops: the ingest processes accept what they logged and exit."""
         if self._ingest:
             for proc in self._ingest.values():
                 proc.stop()
         self._ingest = None
 
     # --- executor side -----------------------------------------------------------------
-    ARROW_BATCH_ROWS = 8192
-
     def read(self, partition: InputPartition) -> Iterator[Any]:
-        """Yield the partition's offset range from the log as Arrow record batches."""
-        from pyspark_amqp.conversion import records_to_arrow
-
+        """Executors: the partition's offset range from the log, as Arrow record batches."""
         assert isinstance(partition, AmqpInputPartition)
-        records = read_range(Path(partition.folder), partition.start, partition.end)
-        chunk: list[tuple[int, int, bytes]] = []
-        try:
-            for record in records:
-                chunk.append((record.offset, record.received_ms, record.payload))
-                if len(chunk) >= self.ARROW_BATCH_ROWS:
-                    yield records_to_arrow(chunk, partition.address, partition.index)
-                    chunk = []
-            if chunk:
-                yield records_to_arrow(chunk, partition.address, partition.index)
-        except CorruptLogError as err:
-            if self.options.fail_on_data_loss:
-                raise CorruptLogError(
-                    f"{err}. Some data may have been lost (the log was deleted, trimmed by another query or damaged). "
-                    "If you want the query to go on regardless, set failOnDataLoss=false."
-                ) from None
-            log.warning("amqp source: skipping the rest of %s..%s (failOnDataLoss=false): %s", partition.start, partition.end, err)
+        return read_log_range(partition, self.options.fail_on_data_loss, self.options.include_annotations)

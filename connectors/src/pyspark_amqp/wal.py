@@ -250,13 +250,19 @@ def read_committed(folder: Path) -> int:
         return 0
 
 
-def trim(folder: Path, committed: int) -> int:
-    """Record ``committed`` and delete every segment that holds only offsets below it; returns how many."""
+def mark_committed(folder: Path, committed: int) -> None:
+    """Record ``committed`` (never moving it back) without deleting anything."""
     folder = Path(folder)
     if committed > read_committed(folder):
         tmp = folder / (COMMITTED_FILE + ".tmp")
         tmp.write_text(f"{committed}\n")
         os.replace(tmp, folder / COMMITTED_FILE)
+
+
+def trim(folder: Path, committed: int) -> int:
+    """Record ``committed`` and delete every segment that holds only offsets below it; returns how many."""
+    folder = Path(folder)
+    mark_committed(folder, committed)
     parts = segments(folder)
     removed = 0
     for (_, path), (following, _) in zip(parts, parts[1:], strict=False):
