@@ -17,9 +17,12 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from amqp_kafka_bridge import Bridge, BridgeSettings
 
+from tests.bridge.helpers import free_port
 from tests.waiting import wait_for  # noqa: F401 - re-exported for older imports
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -107,3 +110,26 @@ def spark(spark_kafka_jars: tuple[Path, ...], local_services: object | None) -> 
     session.dataSource.register(AmqpDataSource)
     yield session
     session.stop()
+
+
+@pytest.fixture
+def start_bridge(kafka_bootstrap: str) -> Iterator[Callable[..., Bridge]]:
+    """For any test (bridge, connector, broker matrix): ``start_bridge(**settings)`` -> a started in-process bridge on free ports (``.url``), stopped after the test."""
+    running: list[Bridge] = []
+
+    def start(**overrides: Any) -> Bridge:
+        values: dict[str, Any] = {
+            "amqp_port": free_port(),
+            "http_port": free_port(),
+            "kafka_bootstrap": kafka_bootstrap,
+            "drain_timeout_s": 5.0,
+        }
+        values.update(overrides)
+        bridge = Bridge(BridgeSettings.load(**values)).start()
+        bridge.url = f"amqp://127.0.0.1:{bridge.settings.amqp_port}"  # type: ignore[attr-defined]
+        running.append(bridge)
+        return bridge
+
+    yield start
+    for bridge in running:
+        bridge.stop(timeout=15)

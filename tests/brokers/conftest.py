@@ -12,8 +12,6 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.bridge.helpers import start_bridge  # noqa: F401 - the in-process bridge fixture, shared
-
 
 @pytest.fixture
 def durable_queue(broker_name: str, local_services: object | None) -> Callable[[str], str]:

@@ -12,7 +12,7 @@ import pytest
 from proton import Message
 
 from tests import amqp_clients
-from tests.bridge.helpers import produce, start_bridge  # noqa: F401 - start_bridge is a fixture
+from tests.bridge.helpers import produce
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 def test_annotations_show_where_the_bridge_took_a_record_from(
     spark,
-    start_bridge,  # noqa: F811 - the fixture imported above
+    start_bridge,
     kafka_bootstrap: str,
     unique_name: Callable[[str], str],
     tmp_path: Path,  # noqa: F811
