@@ -166,7 +166,6 @@ class Pipeline:
         job_cmd = commands.job_cmd(s, self.amqp_url, self.kafka, self.jars)
         self.children.append(Child("job", job_cmd, s.log_file("job"), self.env, REPO_ROOT, self.progress.on_line))
         self.receiver = ResultReceiver(self.amqp_url, s.max_address)
-        self.mgmt = ArtemisManagement(self.amqp_url)
         self.job_started = time.monotonic()
 
     def publish(self, rate: float, seconds: float | None, name: str) -> Child:
@@ -183,7 +182,9 @@ class Pipeline:
         return sum(c.update() for c in self.accepted)
 
     def bridge_depth(self) -> int:
-        ok, count = self.mgmt.call(f"queue.{self.s.bridge_queue.split('::', 1)[1]}", "getMessageCount")
+        # A connection per sample: an idle BlockingConnection serves no heartbeats and Artemis drops it.
+        with ArtemisManagement(self.amqp_url) as mgmt:
+            ok, count = mgmt.call(f"queue.{self.s.bridge_queue.split('::', 1)[1]}", "getMessageCount")
         return int(count) if ok else 0
 
     def check_alive(self) -> None:
@@ -243,9 +244,8 @@ class Pipeline:
         for child in reversed(self.children):
             sig, timeout = how.get(child.name, (signal.SIGINT, 40.0))
             child.stop(sig, timeout, only="windowed_max.py" if child.name == "job" else None)
-        for closer in (getattr(self, "receiver", None), getattr(self, "mgmt", None)):
-            if closer is not None:
-                closer.close()
+        if getattr(self, "receiver", None) is not None:
+            self.receiver.close()
 
 
 def run(res: Results, amqp_url: str, kafka: str, rates: list[float], seconds: float, job_start_timeout: float) -> None:
