@@ -13,6 +13,13 @@ RUN apt-get update \
 WORKDIR /src
 COPY requirements.txt .
 RUN pip wheel --no-cache-dir --wheel-dir /wheels -r requirements.txt jupyterlab==4.6.6
+# The project's own distributions: the connector and the bridge are installed in the image
+# like any other package (the executors of the Spark worker find the connector there).
+COPY message_model /src/message_model
+COPY connectors /src/connectors
+COPY bridge /src/bridge
+COPY LICENSE /src/LICENSE
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels /src/message_model /src/connectors /src/bridge
 
 # ---- runtime ----
 # bookworm: it has OpenJDK 17 (Spark 4.2 runs on 17 and 21).
@@ -25,6 +32,7 @@ RUN apt-get update \
 COPY --from=build /wheels /wheels
 COPY requirements.txt /tmp/requirements.txt
 RUN pip install --no-cache-dir --no-index --find-links /wheels -r /tmp/requirements.txt jupyterlab==4.6.6 \
+    amqp-message-model pyspark-amqp amqp-kafka-bridge \
  && rm -rf /wheels \
  && python -c 'import proton, sys; sys.exit(0 if proton.SSL.present() else "python-qpid-proton was built without TLS")'
 
@@ -49,7 +57,7 @@ ENV SPARK_KAFKA_JARS=/opt/spark-kafka/spark-sql-kafka-0-10_2.13-${SPARK_VERSION}
 
 WORKDIR /app
 COPY . /app
-# The --py-files archive the job ships to the executors (docs/deployment.md).
-RUN python -m deploy.package --out /app/dist/amqp_spark_kafka.zip
+# The jobs' own code, shipped to the executors with --py-files (docs/deployment.md).
+RUN python -m deploy.package --out-dir /app/dist
 ENTRYPOINT ["tini", "--"]
 CMD ["amqp-kafka-bridge"]

@@ -4,7 +4,8 @@
         --amqp-url amqp://127.0.0.1:5672 --kafka-bootstrap 127.0.0.1:9092 \\
         --checkpoint-dir /tmp/wm/checkpoint --log-dir /tmp/wm/amqp-log
 
-AMQP ``--source-address`` -> parse JSON -> :func:`jobs.windowing.windowed_max`
+AMQP ``--source-address`` (or, with ``--source kafka``, the Kafka topic ``--source-topic``
+that the bridge fills, through Spark's own Kafka source) -> parse JSON -> :func:`jobs.windowing.windowed_max`
 (append mode: a window is emitted once the watermark passes its end) -> AMQP
 ``--sink-address`` and Kafka ``--kafka-topic`` (and the console on request).
 
@@ -49,7 +50,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="jobs/windowed_max.py", description=__doc__.split("\n")[0])
     p.add_argument("--version", action="version", version=f"%(prog)s {version('amqp-message-model')}")
     p.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", "amqp://127.0.0.1:5672"))
+    p.add_argument(
+        "--source",
+        choices=("amqp", "kafka"),
+        default="amqp",
+        help="read the readings from AMQP (the amqp source) or from the Kafka topic the bridge fills (Spark's Kafka source)",
+    )
     p.add_argument("--source-address", default="temperature")
+    p.add_argument("--source-topic", default="temperature", help="--source kafka: the topic of the readings")
     p.add_argument("--sink-address", default="max", help="AMQP address of the results ('' for none)")
     p.add_argument(
         "--kafka-bootstrap",
@@ -58,7 +66,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--kafka-topic", default="max")
     p.add_argument("--checkpoint-dir", required=True, help="checkpoint root; one subfolder per sink")
-    p.add_argument("--log-dir", required=True, help="the AMQP source's write-ahead log")
+    p.add_argument("--log-dir", help="the AMQP source's write-ahead log (required with --source amqp)")
     p.add_argument("--window", default="5 seconds")
     p.add_argument("--watermark", default="10 seconds")
     p.add_argument("--console", action="store_true", help="also print each window on the console")
@@ -68,10 +76,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--query-per-sink", action="store_true", help="one streaming query per sink (needs a multicast source address)"
     )
     p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds (tests, demos)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.source == "amqp" and not args.log_dir:
+        p.error("--log-dir is required with --source amqp: the folder of the AMQP source's write-ahead log")
+    if args.source == "kafka" and not args.kafka_bootstrap:
+        p.error("--source kafka needs --kafka-bootstrap")
+    return args
 
 
-def read_temperatures(spark: SparkSession, args: argparse.Namespace, log_dir: Path) -> DataFrame:
+def read_temperatures(spark: SparkSession, args: argparse.Namespace, log_dir: Path | None) -> DataFrame:
+    """The raw readings with a ``body`` column, from AMQP or from Kafka (``--source``)."""
+    if args.source == "kafka":
+        # Spark's own Kafka source: the scale-out path (bridge replicas -> Kafka cluster -> Spark).
+        # Its offsets are in the checkpoint, so a restart resumes without a log of its own.
+        reader = (
+            spark.readStream.format("kafka")
+            .option("kafka.bootstrap.servers", args.kafka_bootstrap)
+            .option("subscribe", args.source_topic)
+            .option("startingOffsets", "earliest")
+            .option("failOnDataLoss", "true")
+        )
+        if args.max_messages_per_trigger:
+            reader = reader.option("maxOffsetsPerTrigger", str(args.max_messages_per_trigger))
+        return reader.load().selectExpr("value AS body")
     # The installed pyspark-amqp registers itself (``pyspark_amqp.DefaultSource``): no import here.
     reader = (
         spark.readStream.format("amqp")
@@ -84,7 +111,7 @@ def read_temperatures(spark: SparkSession, args: argparse.Namespace, log_dir: Pa
     return reader.load()
 
 
-def build_results(spark: SparkSession, args: argparse.Namespace, log_dir: Path) -> DataFrame:
+def build_results(spark: SparkSession, args: argparse.Namespace, log_dir: Path | None) -> DataFrame:
     """The result stream: ``key`` (window start, ISO UTC) and ``body`` (the result JSON)."""
     readings = parse_readings(read_temperatures(spark, args, log_dir), observe_as="readings")
     return to_result_json(windowed_max(readings, window=args.window, watermark=args.watermark))
@@ -104,7 +131,7 @@ def _kafka_rows(results: DataFrame) -> DataFrame:
 
 def start_queries(spark: SparkSession, args: argparse.Namespace) -> list[StreamingQuery]:
     """One query per sink, each with its own checkpoint and source-log subfolder."""
-    root, logs = Path(args.checkpoint_dir), Path(args.log_dir)
+    root, logs = Path(args.checkpoint_dir), Path(args.log_dir or args.checkpoint_dir)
     sinks = [name for name, on in (("amqp", args.sink_address), ("kafka", args.kafka_bootstrap), ("console", args.console)) if on]
     if not sinks:
         raise SystemExit("no sink: give --sink-address, --kafka-bootstrap or --console")
@@ -155,7 +182,7 @@ def start_single_query(spark: SparkSession, args: argparse.Namespace) -> Streami
         finally:
             batch.unpersist()
 
-    results = build_results(spark, args, Path(args.log_dir))
+    results = build_results(spark, args, Path(args.log_dir) if args.log_dir else None)
     return (
         results.writeStream.queryName("windowed_max")
         .outputMode("append")

@@ -9,7 +9,7 @@ import pytest
 from proton import Message, symbol
 
 from tests.bridge.clients import send
-from tests.bridge.conftest import consume, create_topic
+from tests.bridge.helpers import consume, create_topic
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +133,7 @@ def test_presettled_sender_is_at_most_once_but_delivered(start_bridge, kafka_boo
 
 
 def test_kafka_unreachable_at_attach_detaches_with_a_clear_condition(start_bridge, unique_name):
-    from tests.bridge.conftest import free_port
+    from tests.bridge.helpers import free_port
 
     bridge = start_bridge(kafka_bootstrap=f"127.0.0.1:{free_port()}", delivery_timeout_s=1.5, auto_create_topics=True)
     # The topic check cannot reach Kafka: the link is detached with a clear condition instead of hanging.

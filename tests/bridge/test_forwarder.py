@@ -7,7 +7,7 @@ from amqp_kafka_bridge import Route
 from proton import Message
 
 from tests.bridge.clients import receive, send
-from tests.bridge.conftest import consume, free_port, produce
+from tests.bridge.helpers import consume, free_port, produce
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import pytest
 from proton import Message
 
 from tests.bridge.clients import receive
-from tests.bridge.conftest import consume, create_topic, produce, wait_committed
+from tests.bridge.helpers import consume, create_topic, produce, wait_committed
 
 pytestmark = pytest.mark.integration
 
@@ -119,7 +119,7 @@ def test_a_message_without_content_type_crosses_both_ways_without_gaining_one(st
     assert "amqp.content-type" not in headers, headers
     assert headers["amqp.subject"] == b"s"
     (back,) = receive(bridge.url, f"{topic}/group.id/ct", 1).messages
-    assert back.content_type in (None, "None") and str(back.content_type) != "None" or back.content_type is None
-    encoded = back.encode()
-    assert b"None" not in bytes(encoded), "the content type travelled as the text 'None'"
+    # proton shows an absent content type as symbol('None') too, so look at the wire: the decoded
+    # message re-encodes only the fields that came, and a content type "None" would show.
+    assert b"None" not in bytes(back.encode()), "the content type travelled as the text 'None'"
     assert bytes(back.body) == b"plain" and back.subject == "s"

@@ -11,7 +11,7 @@ from amqp_kafka_bridge.logs import JsonFormatter
 from proton import Message
 
 from tests.bridge.clients import receive, send
-from tests.bridge.conftest import consume
+from tests.bridge.helpers import consume
 
 pytestmark = pytest.mark.integration
 

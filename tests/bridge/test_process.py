@@ -13,7 +13,7 @@ import pytest
 from proton import Message
 
 from tests.bridge.clients import send
-from tests.bridge.conftest import ROOT, BridgeProcess, consume, free_port, wait_ready
+from tests.bridge.helpers import ROOT, BridgeProcess, consume, free_port, wait_ready
 
 pytestmark = pytest.mark.integration
 

@@ -74,7 +74,7 @@ def test_a_write_rides_out_a_broker_crash(spark, local_services, amqp_url: str, 
     import threading
 
     from demo.topology import ArtemisManagement
-    from tests.conftest import wait_for
+    from tests.waiting import wait_for
 
     address, n = unique_name("sink-crash"), 30_000
     written = threading.Event()

@@ -11,7 +11,7 @@ import pytest
 from proton import Message
 
 from tests import amqp_clients
-from tests.conftest import wait_for
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

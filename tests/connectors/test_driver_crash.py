@@ -15,7 +15,7 @@ from proton import Message
 
 from services.settings import PROJECT_ROOT
 from tests import amqp_clients
-from tests.conftest import wait_for
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from pyspark_amqp import wal
 from pyspark_amqp.ingest import IngestProcess, IngestSpec
 
 from tests import amqp_clients
-from tests.conftest import wait_for
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

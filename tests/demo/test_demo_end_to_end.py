@@ -15,7 +15,7 @@ import re
 import pytest
 
 from simulators.feed import read_accepted_log
-from tests.demo.conftest import PUBLISH_SECONDS, WATERMARK_MS, WINDOW_MS, DemoRun, read_topic
+from tests.demo.demo_run import PUBLISH_SECONDS, WATERMARK_MS, WINDOW_MS, DemoRun, read_topic
 from tests.jobs.oracle import expected_windows
 
 pytestmark = pytest.mark.integration

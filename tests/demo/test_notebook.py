@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.demo.conftest import REPO_ROOT, DemoRun
+from tests.demo.demo_run import REPO_ROOT, DemoRun
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ from proton import Message
 
 from deploy.standalone import free_port
 from tests import amqp_clients
-from tests.conftest import wait_for
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

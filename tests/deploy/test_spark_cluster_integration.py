@@ -25,10 +25,10 @@ from deploy.standalone import StandaloneCluster, spark_script
 from simulators.feed import read_accepted_log
 from simulators.messages import message_to_json
 from tests import amqp_clients
-from tests.conftest import wait_for
 from tests.jobs.oracle import expected_windows
 from tests.kafka_clients import consume as _consume_records
 from tests.simulator_runs import temperature_command
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(360)]
 

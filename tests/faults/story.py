@@ -32,9 +32,9 @@ from services.settings import free_port
 from simulators.feed import read_accepted_log
 from simulators.model import Reading
 from tests import amqp_clients
-from tests.conftest import wait_for
 from tests.jobs.oracle import expected_windows
 from tests.simulator_runs import temperature_command
+from tests.waiting import wait_for
 
 START_MS = 1_764_370_000_000  # event time of the first reading, aligned to 5 s windows
 WATERMARK_MS = 10_000

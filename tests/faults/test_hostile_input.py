@@ -30,12 +30,12 @@ from simulators.messages import message_to_json, reading_to_message
 from simulators.model import Reading
 from tests import amqp_clients
 from tests.bridge import clients as bridge_clients
-from tests.bridge.conftest import consume as consume_records
-from tests.bridge.conftest import create_topic, free_port
-from tests.conftest import wait_for
+from tests.bridge.helpers import consume as consume_records
+from tests.bridge.helpers import create_topic, free_port
 from tests.faults.hostile_corpus import Case, RawMessage, build_corpus
 from tests.jobs.oracle import expected_windows
 from tests.kafka_clients import consume
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

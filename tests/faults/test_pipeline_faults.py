@@ -26,9 +26,9 @@ import pytest
 from services import ServiceSettings
 from services.artemis import ArtemisService
 from services.fetch import fetch_artemis
-from tests.conftest import wait_for
 from tests.faults import netns
 from tests.faults.story import Outcome, Story
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -29,20 +29,31 @@ START_MS = 1_764_370_000_000  # aligned to 5 s windows
 WATERMARK_MS = 10_000
 
 
-
-
+@pytest.mark.parametrize("source_kind", ["amqp", "kafka"])
 def test_windowed_max_job_matches_the_accepted_readings(
-    spark: SparkSession, amqp_url: str, kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+    source_kind: str, spark: SparkSession, amqp_url: str, kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
 ) -> None:
-    pytest.importorskip("pyspark_amqp")
+    """``--source amqp`` reads AMQP with the amqp source; ``--source kafka`` reads the readings' Kafka topic
+    (the scale-out path: bridge -> Kafka -> Spark) with Spark's own Kafka source. Same results either way."""
     source, sink, topic = unique_name("temperature"), unique_name("max"), unique_name("max")
     log = tmp_path / "accepted.jsonl"
     # 8000 readings from 10 devices over 40 s of event time (sent in 4 s), 5 % of them 4 s late.
     assert (
         temperature_cli.main(
             temperature_args(
-                url=amqp_url, address=source, devices=10, rate=2000, time_scale=10, count=8000, seed=5,
-                start_ms=START_MS, late_fraction=0.05, late_by=4, accepted_log=log, quiet=True,
+                url=amqp_url,
+                address=source,
+                kafka_bootstrap=kafka_bootstrap if source_kind == "kafka" else None,
+                devices=10,
+                rate=2000,
+                time_scale=10,
+                count=8000,
+                seed=5,
+                start_ms=START_MS,
+                late_fraction=0.05,
+                late_by=4,
+                accepted_log=log,
+                quiet=True,
             )  # fmt: skip
         )
         == 0
@@ -52,12 +63,12 @@ def test_windowed_max_job_matches_the_accepted_readings(
     expected = expected_windows(accepted, 5000, closed_before_ms=max(r.ts for r in accepted) - WATERMARK_MS)
     assert len(expected) == 6  # [-5 s, 0) from the first late readings, then [0, 25 s)
 
+    source_args = ["--source-address", source] if source_kind == "amqp" else ["--source", "kafka", "--source-topic", source]
     args = job.parse_args(
         [
             "--amqp-url",
             amqp_url,
-            "--source-address",
-            source,
+            *source_args,
             "--sink-address",
             sink,
             "--kafka-bootstrap",
@@ -66,8 +77,7 @@ def test_windowed_max_job_matches_the_accepted_readings(
             topic,
             "--checkpoint-dir",
             str(tmp_path / "checkpoint"),
-            "--log-dir",
-            str(tmp_path / "amqp-log"),
+            *(["--log-dir", str(tmp_path / "amqp-log")] if source_kind == "amqp" else []),
             "--trigger-interval",
             "1 second",
         ]

@@ -11,9 +11,9 @@ from proton import Message
 from services.artemis import ArtemisService
 from services.settings import free_port
 from tests import amqp_clients
-from tests.conftest import wait_for
 from tests.security.brokers import private_broker
 from tests.security.certificates import TestPki, make_pki
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -21,9 +21,9 @@ from pyspark_amqp.options import AmqpOptionError, parse_sink_options, parse_sour
 
 from services.artemis import ArtemisService
 from tests import amqp_clients
-from tests.bridge.conftest import BridgeProcess, consume, produce
-from tests.conftest import wait_for
+from tests.bridge.helpers import BridgeProcess, consume, produce
 from tests.security.brokers import private_broker
+from tests.waiting import wait_for
 
 USER = "leak-check"
 SECRET = f"Canary{uuid.uuid4().hex[:12]}"  # the broker's real password
