@@ -106,13 +106,14 @@ class ResultReceiver:
 class Step:
     rate: float
     started_ms: float = 0.0
+    first_accept_ms: float = 0.0  # the simulator's first accepted reading (its process start is not publishing)
     ended_ms: float = 0.0
     accepted: int = 0
     samples: list[tuple[float, int, int]] = field(default_factory=list)  # (s since start, job backlog, bridge backlog)
 
     @property
     def published_rate(self) -> float:
-        return self.accepted / max((self.ended_ms - self.started_ms) / 1000, 1e-9)
+        return self.accepted / max((self.ended_ms - (self.first_accept_ms or self.started_ms)) / 1000, 1e-9)
 
     def slope(self, index: int) -> float:
         """Least-squares growth (messages/s) of backlog ``index`` (1 job, 2 bridge) over the step's second half."""
@@ -213,8 +214,11 @@ class Pipeline:
         step = Step(rate)
         before = self.accepted_total()
         step.started_ms = time.time() * 1000
-        t0 = time.monotonic()
         simulator = self.publish(rate, seconds, f"{rate:g}")
+        while simulator.running() and self.accepted_total() == before:
+            time.sleep(0.1)  # the simulator's process is starting; its first accepted reading starts the step's clock
+        step.first_accept_ms = time.time() * 1000
+        t0 = time.monotonic()
         while simulator.running():
             self.check_alive()
             job_backlog = self.accepted_total() - self.progress.snapshot().rows_read
