@@ -278,6 +278,21 @@ def direct_produce(res: Results, kafka: str, topic: str, count: int, size: int) 
     res.figure("direct_produce", count / (time.perf_counter() - t0), "msg/s")
 
 
+def direct_produce_latency(res: Results, kafka: str, topic: str, count: int, size: int) -> None:
+    """One record in flight, produce -> acks=all report, linger 0: what Kafka alone adds, the floor under the bridge's latency."""
+    producer = Producer({"bootstrap.servers": kafka, "enable.idempotence": True, "acks": "all", "linger.ms": 0})
+    producer.produce(topic, b"warm-up")
+    producer.flush(30)
+    body, lat = b"x" * size, []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        producer.produce(topic, body)
+        producer.flush(10)
+        lat.append(time.perf_counter() - t0)
+    res.figure("direct_produce_p50", pct(lat, 0.5) * 1e3, "ms", "one in flight, linger.ms=0, acks=all")
+    res.figure("direct_produce_p99", pct(lat, 0.99) * 1e3, "ms")
+
+
 def direct_consume(res: Results, kafka: str, topic: str, count: int, group: str) -> None:
     consumer = Consumer({"bootstrap.servers": kafka, "group.id": group, "enable.auto.commit": False})
     consumer.assign([TopicPartition(topic, 0, 1)])  # skip the warm-up record, as the bridge read it too
@@ -362,6 +377,7 @@ def run(res: Results, count: int, size: int, kafka: str, lingers: list[float]) -
     measure_raw(res, count, size, latency_n)
     measure_raw_source(res, count, size)
     direct_produce(res, kafka, direct_topic, count, size)
+    direct_produce_latency(res, kafka, f"bench-latency-{run_id}", latency_n, size)
     measure_bridge(res, kafka, count, size, latency_n, run_id, direct_topic)
     measure_workers(res, kafka, count, size, run_id)
     direct_consume(res, kafka, direct_topic, count, f"bench-direct-{run_id}")
@@ -375,6 +391,7 @@ def run(res: Results, count: int, size: int, kafka: str, lingers: list[float]) -
     )
     res.ratio("bridge_p50_vs_raw_p50", "bridge_p50", "raw_p50", target=1.5, higher_is_better=False)
     res.ratio("bridge_p99_vs_raw_p99", "bridge_p99", "raw_p99", higher_is_better=False)
+    res.ratio("bridge_p50_vs_direct_produce_p50", "bridge_p50", "direct_produce_p50", higher_is_better=False)
     res.ratio("workers2_vs_workers1", "bridge_in_2senders_2worker", "bridge_in_2senders_1worker", target=1.6)
     res.ratio("bridge_out_vs_raw_send", "bridge_out", "raw_send", target=1.0)
     res.ratio("bridge_out_vs_direct_consume", "bridge_out", "direct_consume")
@@ -395,6 +412,8 @@ def report(res: Results) -> str:
         f"  confluent-kafka direct consume {f['direct_consume']:>10,.0f} msg/s   bridge is {r['bridge_out_vs_direct_consume']:.2f}x of it",
         f"  latency, one in flight: raw p50 {f['raw_p50']:.2f} ms p99 {f['raw_p99']:.2f} ms; bridge p50 {f['bridge_p50']:.2f} ms p99 {f['bridge_p99']:.2f} ms"
         f" ({r['bridge_p50_vs_raw_p50']:.1f}x at p50, aim <= 1.5x; includes Kafka acks=all)",
+        f"  Kafka alone, produce -> ack, one in flight: p50 {f['direct_produce_p50']:.2f} ms p99 {f['direct_produce_p99']:.2f} ms"
+        f" (bridge p50 is {r['bridge_p50_vs_direct_produce_p50']:.1f}x of it)",
         f"  bridge peak RSS {f['bridge_peak_rss']:.0f} MB",
     ]
     for name in [k for k in f if k.startswith("bridge_in_linger") and k.endswith("ms")]:
