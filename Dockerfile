@@ -5,7 +5,7 @@
 #   docker build -t amqp-spark-kafka .
 #   docker compose up          # see docker-compose.yml and docs/deployment.md
 
-# ---- build: wheels, including python-qpid-proton compiled against OpenSSL (TLS) ----
+# ---- build: wheels, including python-qpid-proton compiled against OpenSSL (TLS), and this project's ----
 FROM python:3.11-slim-bookworm AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential pkg-config libssl-dev libffi-dev \
@@ -13,13 +13,12 @@ RUN apt-get update \
 WORKDIR /src
 COPY requirements.txt .
 RUN pip wheel --no-cache-dir --wheel-dir /wheels -r requirements.txt jupyterlab==4.6.6
-# The project's own distributions: the connector and the bridge are installed in the image
-# like any other package (the executors of the Spark worker find the connector there).
-COPY message_model /src/message_model
-COPY connectors /src/connectors
-COPY bridge /src/bridge
-COPY LICENSE /src/LICENSE
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels /src/message_model /src/connectors /src/bridge
+# Each distribution's LICENSE links to ../LICENSE.
+COPY LICENSE .
+COPY message_model message_model
+COPY connectors connectors
+COPY bridge bridge
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels ./message_model ./connectors ./bridge
 
 # ---- runtime ----
 # bookworm: it has OpenJDK 17 (Spark 4.2 runs on 17 and 21).
@@ -31,6 +30,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /wheels /wheels
 COPY requirements.txt /tmp/requirements.txt
+# The project's wheels are installed like any user installs them: the executors of the Spark
+# worker (same image) find the connector here, so the job ships only its own code (jobs.zip).
 RUN pip install --no-cache-dir --no-index --find-links /wheels -r /tmp/requirements.txt jupyterlab==4.6.6 \
     amqp-message-model pyspark-amqp amqp-kafka-bridge \
  && rm -rf /wheels \
@@ -57,7 +58,7 @@ ENV SPARK_KAFKA_JARS=/opt/spark-kafka/spark-sql-kafka-0-10_2.13-${SPARK_VERSION}
 
 WORKDIR /app
 COPY . /app
-# The jobs' own code, shipped to the executors with --py-files (docs/deployment.md).
-RUN python -m deploy.package --out-dir /app/dist
+# The job's own code, shipped to the executors with --py-files (docs/deployment.md).
+RUN python -m deploy.package --jobs-only --out-dir /app/dist
 ENTRYPOINT ["tini", "--"]
 CMD ["amqp-kafka-bridge"]

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup up down status demo test test-unit bench lint dist cluster-up cluster-down
+.PHONY: setup up down status demo test test-unit bench lint lint-cycles dist dist-env cluster-up cluster-down
 
 # The venv is rebuilt only when requirements.txt changes; the JVM parts are fetched only
 # when their cache stamps are missing, so a warm `make setup` touches no registry.
@@ -37,7 +37,7 @@ status:
 demo: setup
 	$(PY) -m demo $(if $(DURATION),--duration $(DURATION))
 
-test: setup
+test: setup lint-cycles
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: setup
@@ -46,11 +46,19 @@ test-unit: setup
 bench: setup
 	$(PY) -m bench --json $(or $(BENCH_JSON),.run/bench.json) $(BENCH_ARGS)
 
-lint: setup
+lint: setup lint-cycles
 	$(PY) -m ruff check .
+
+# Fails on an import cycle inside an installed package, or the connector and the bridge importing each other (.importlinter).
+lint-cycles: setup
+	$(VENV)/bin/lint-imports --config .importlinter --no-cache
 
 dist: setup
 	$(PY) -m deploy.package --out-dir dist
+
+# The executors' environment for a cluster (spark-submit --archives dist/env.tar.gz#environment).
+dist-env: dist
+	$(PY) -m deploy.executor_env --wheels dist
 
 cluster-up: setup
 	$(PY) -m deploy.standalone start

@@ -5,8 +5,9 @@
 
 The wheels are the distributions users install (``pip install --find-links dist pyspark-amqp``,
 ``... amqp-kafka-bridge``); the executors of a cluster get them in a packed virtual environment
-(``spark-submit --archives env.tar.gz#environment``, Spark's own recommendation for Python
-dependencies with C extensions such as python-qpid-proton; see docs/deployment.md).
+(:mod:`deploy.executor_env` -> ``spark-submit --archives env.tar.gz#environment``, Spark's own
+recommendation for Python dependencies with C extensions such as python-qpid-proton; see
+docs/deployment.md). ``--jobs-only`` skips the wheels (an image that installed them already).
 ``jobs.zip`` holds the repository's job code (``jobs``), which is the application's own code:
 ship it with ``--py-files`` like any PySpark application's modules.
 
@@ -109,8 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.package", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('amqp-message-model')}")
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR, help="where the wheels and jobs.zip go (default: dist)")
+    parser.add_argument(
+        "--jobs-only", action="store_true", help="only jobs.zip (where the wheels are installed already, e.g. in an image)"
+    )
     args = parser.parse_args(argv)
-    for wheel in build_wheels(args.out_dir):
+    for wheel in [] if args.jobs_only else build_wheels(args.out_dir):
         print(f"{wheel} (sha256 {sha256(wheel)[:16]})")
     out = build(args.out_dir / DEFAULT_OUT.name)
     with zipfile.ZipFile(out) as zf:

@@ -15,7 +15,8 @@ cores, which is what an application needs to get an executor.
 
 The worker is small on purpose (1 core, 1g by default, daemon JVMs at 256m): the machine is
 shared. Its environment has no ``PYTHONPATH``, so executors import this project only from
-what the application ships (``--py-files``), as on a real cluster.
+what the application ships (the connector in ``--archives env.tar.gz#environment``, see
+:mod:`deploy.executor_env`; the jobs in ``--py-files``), as on a real cluster.
 
 Environment: ``SPARK_MASTER_PORT`` (7077), ``SPARK_MASTER_WEBUI_PORT`` (8081),
 ``SPARK_WORKER_WEBUI_PORT`` (8082), ``SPARK_WORKER_CORES`` (1), ``SPARK_WORKER_MEMORY`` (1g),
@@ -121,7 +122,7 @@ class StandaloneCluster:
             "SPARK_HOME": str(spark_home()),
             "SPARK_LOCAL_IP": HOST,
             "SPARK_DAEMON_MEMORY": self.daemon_memory,
-            # Executors must find this project only in what the application ships (--py-files).
+            # Executors must find this project only in what the application ships (--archives, --py-files).
             "PYTHONPATH": "",
             "SPARK_LOG_DIR": str(self.run_dir),
         }

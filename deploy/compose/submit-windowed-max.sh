@@ -2,13 +2,13 @@
 # The windowed-max job submitted to the Spark master (docker-compose service `windowed-max`).
 # Every setting comes from the environment (docker-compose.yml); see docs/deployment.md.
 #
-# PYTHONPATH=<archive> for the driver as well as --py-files for the executors: Spark 4.2 plans a
-# Python streaming data source in a Python process the driver JVM starts without the --py-files.
+# The connector is installed in the image (driver and worker); --py-files ships the job's own code.
+# No PYTHONPATH: Spark hands the driver's PYTHONPATH to the executors' Python workers as well.
 set -eu
 : "${SPARK_MASTER_URL:?}" "${AMQP_URL:?}" "${KAFKA_BOOTSTRAP:?}" "${SPARK_KAFKA_JARS:?}"
-ARCHIVE="${PY_FILES:-/app/dist/amqp_spark_kafka.zip}"
+ARCHIVE="${PY_FILES:-/app/dist/jobs.zip}"
 SHARED="${SHARED_DIR:-/shared}"
-export PYTHONPATH="$ARCHIVE"
+unset PYTHONPATH
 exec spark-submit \
   --master "$SPARK_MASTER_URL" \
   --deploy-mode client \

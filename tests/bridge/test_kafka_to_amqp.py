@@ -109,6 +109,7 @@ def test_detach_policy_stops_the_link_and_keeps_the_record(start_bridge, kafka_b
 
 def test_a_message_without_content_type_crosses_both_ways_without_gaining_one(start_bridge, kafka_bootstrap, unique_name):
     """Regression: proton reports an absent content type as symbol('None'); it must not travel as "None"."""
+
     from tests.bridge.clients import send
 
     topic = unique_name("noct")

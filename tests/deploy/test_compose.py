@@ -228,7 +228,11 @@ def test_the_submit_script_builds_a_valid_job_command(services: dict[str, dict[s
     argv = done.stdout.splitlines()
     assert option(argv, "--master") == env(job)["SPARK_MASTER_URL"]
     archive = option(argv, "--py-files")
-    assert f"--out {archive}" in DOCKERFILE.read_text(), "the archive the job ships must be the one the image builds"
+    assert Path(archive).name == "jobs.zip"
+    assert re.search(r"pip install [^\n]*\n[^\n]*pyspark-amqp", DOCKERFILE.read_text()), "the image must install the connector"
+    assert f"--out-dir {Path(archive).parent}" in DOCKERFILE.read_text(), (
+        "the archive the job ships must be the one the image builds"
+    )
     entry = next(a for a in argv if a.endswith(".py"))
     assert repo_path(entry).is_file()
     from jobs import windowed_max

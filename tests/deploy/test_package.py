@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -54,9 +55,26 @@ def test_the_jobs_import_from_the_zip_and_the_installed_connector(tmp_path: Path
     assert done.stdout.strip() == "amqp"
 
 
-def test_two_wheel_builds_are_byte_identical(tmp_path: Path) -> None:
-    first = package.build_wheels(tmp_path / "a")
-    second = package.build_wheels(tmp_path / "b")
-    assert [w.name for w in first] == [w.name for w in second]
-    assert {w.name.split("-")[0] for w in first} == {"amqp_message_model", "pyspark_amqp", "amqp_kafka_bridge"}
-    assert [package.sha256(w) for w in first] == [package.sha256(w) for w in second]
+def test_make_dist_gives_the_same_bytes_for_the_same_tree(tmp_path: Path) -> None:
+    """What ``make dist`` writes (the three wheels and jobs.zip), built from the checkout and from a copy
+    of it in another folder whose files all have new modification times: byte-identical."""
+    copy = tmp_path / "copy"
+    for folder in (*package.DISTRIBUTIONS, *package.PACKAGES):
+        shutil.copytree(
+            package.REPO_ROOT / folder, copy / folder, copy_function=shutil.copy, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )  # fmt: skip
+    assert (copy / "jobs" / "__init__.py").stat().st_mtime != (package.REPO_ROOT / "jobs" / "__init__.py").stat().st_mtime
+    builds = {}
+    for name, root in (("a", package.REPO_ROOT), ("b", copy)):
+        out = tmp_path / name
+        package.build_wheels(out, root=root)
+        package.build(out / "jobs.zip", root=root)
+        builds[name] = {p.name: package.sha256(p) for p in sorted(out.iterdir())}
+    assert {n.split("-")[0] for n in builds["a"]} == {"amqp_message_model", "pyspark_amqp", "amqp_kafka_bridge", "jobs.zip"}
+    assert builds["a"] == builds["b"]
+
+
+def test_jobs_only_builds_no_wheels(tmp_path: Path) -> None:
+    """``--jobs-only`` (the image, where the wheels are installed already) writes jobs.zip alone."""
+    assert package.main(["--jobs-only", "--out-dir", str(tmp_path)]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["jobs.zip"]

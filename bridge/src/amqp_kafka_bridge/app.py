@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from typing import Any
 
-from proton.reactor import ApplicationEvent, Container
+from proton.reactor import Container
 
-from amqp_kafka_bridge.endpoint import BridgeCore, BridgeHandler, server_attach
+from amqp_kafka_bridge.core import BridgeCore
+from amqp_kafka_bridge.endpoint import BridgeHandler, Front, ServerFront
+from amqp_kafka_bridge.forwarder import Forwarder
 from amqp_kafka_bridge.http import HttpEndpoint
 from amqp_kafka_bridge.metrics import BridgeMetrics
 from amqp_kafka_bridge.settings import BridgeSettings
@@ -30,31 +30,14 @@ class Bridge:
         self.settings = settings
         self.metrics = BridgeMetrics()
         self.core = BridgeCore(settings, self.metrics)
-        attach = server_attach if settings.mode == "server" else None
-        self.handler = BridgeHandler(self.core, attach, self._on_start)
-        self.handler.on_bridge_shutdown = self._on_shutdown  # type: ignore[attr-defined]
+        self.front: Front = ServerFront(self.core, settings) if settings.mode == "server" else Forwarder(self.core, settings)
+        self.handler = BridgeHandler(self.core, self.front, settings.drain_timeout_s)
         self.container = Container(self.handler)
         self.container.container_id = f"bridge-{settings.mode}"
         self.http = HttpEndpoint(settings.http_host, settings.http_port, self.metrics.render, self.healthy, self.ready)
         self._thread = threading.Thread(target=self._run, name="bridge-reactor", daemon=True)
-        self._started = threading.Event()
         self._stopped = threading.Event()
-        self._acceptor: Any = None
-        self._forwarder: Any = None
         self.error: BaseException | None = None
-
-    def _on_start(self, event: Any) -> None:
-        settings = self.settings
-        if settings.mode == "server":
-            from amqp_kafka_bridge.auth import listen
-
-            self._acceptor = listen(event.container, settings, self.core)
-        else:
-            from amqp_kafka_bridge.forwarder import Forwarder
-
-            self._forwarder = Forwarder(self.core, settings)
-            self._forwarder.start(event.container)
-        self._started.set()
 
     def _run(self) -> None:
         try:
@@ -63,7 +46,7 @@ class Bridge:
             self.error = exc
             log.exception("reactor failed")
         finally:
-            self._started.set()
+            self.handler.started.set()
             self._stopped.set()
 
     def start(self, timeout: float = 30.0) -> Bridge:
@@ -71,7 +54,7 @@ class Bridge:
         self.core.start()
         self.http.start()
         self._thread.start()
-        if not self._started.wait(timeout) or self.error is not None:
+        if not self.handler.started.wait(timeout) or self.error is not None:
             raise RuntimeError(f"bridge did not start: {self.error}")
         log.info(
             "bridge started",
@@ -87,51 +70,24 @@ class Bridge:
         return self._thread.is_alive() and self.error is None
 
     def ready(self) -> bool:
-        """Serving: reactor up, not draining, Kafka answers a metadata request and, in forwarder
-        mode, the broker connection is open."""
-        if self._forwarder is not None and not self._forwarder.connected:
-            return False
-        return self.healthy() and self._started.is_set() and not self.core.draining and self.core.producer.reachable(0.5)
-
-    def _on_shutdown(self, event: Any) -> None:
-        core = self.core
-        core.draining = True
-        if self._acceptor is not None:
-            self._acceptor.close()
-        for bridged in list(core.links):
-            if hasattr(bridged, "pump"):
-                bridged.pump.demand = 0
-        deadline = time.monotonic() + self.settings.drain_timeout_s
-
-        container = self.container
-
-        class Check:
-            def on_timer_task(self, _event: Any) -> None:
-                if core.in_flight() == 0 or time.monotonic() >= deadline:
-                    if core.in_flight():
-                        log.warning(
-                            "drain timed out; unsettled deliveries left to the peers", extra={"in_flight": core.in_flight()}
-                        )
-                    for bridged in list(core.links):
-                        core.link_closed(bridged.link)
-                    container.stop()
-                else:
-                    container.schedule(0.02, self)
-
-        container.schedule(0, Check())
+        """Serving: reactor up, front ready (in forwarder mode: the broker connection is open), not draining,
+        and Kafka answers a metadata request."""
+        return (
+            self.healthy()
+            and self.handler.started.is_set()
+            and self.front.ready
+            and not self.core.draining
+            and self.core.producer.reachable(0.5)
+        )
 
     def stop(self, timeout: float | None = None) -> None:
         """Drain and stop (idempotent). Blocks until done or ``drain_timeout_s`` + a grace period."""
         if self._thread.is_alive():
-            self.core.injector.trigger(ApplicationEvent("bridge_shutdown"))
+            self.handler.request_drain()
             self._thread.join(timeout if timeout is not None else self.settings.drain_timeout_s + 10)
-        unsent = self.core.producer.flush(5.0)
-        self.core.producer.close(1.0)
-        for bridged in list(self.core.links):
-            bridged.on_closed(force=True)
-        self.core.admin.close()
+        unflushed = self.core.shutdown(flush_timeout=5.0)
         self.http.stop()
-        log.info("bridge stopped", extra={"unflushed": unsent})
+        log.info("bridge stopped", extra={"unflushed": unflushed})
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the reactor ends; True if it did."""

@@ -118,7 +118,6 @@ class SaslListener:
         self._selectable.reading = True
         self._selectable._transport = None  # as proton's Acceptor: tells the IO handler this is no connection
         container.update(self._selectable)
-        core.handler_hooks["sasl_done"] = self._adopt
 
     def on_selectable_readable(self, event: Any) -> None:
         try:
@@ -165,9 +164,9 @@ class SaslListener:
         sock.settimeout(None)
         sock.setblocking(False)
         self._ready.append((sock, addr, leftover))
-        self.core.injector.trigger(ApplicationEvent("sasl_done"))
+        self.core.injector.trigger(ApplicationEvent("sasl_done", subject=self))  # -> BridgeHandler.on_sasl_done -> adopt
 
-    def _adopt(self) -> None:
+    def adopt(self) -> None:
         """Reactor thread: hand authenticated sockets to proton, as its own Acceptor does for fresh ones."""
         container = self.container
         while self._ready:

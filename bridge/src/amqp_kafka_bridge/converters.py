@@ -38,6 +38,8 @@ from amqp_message_model.sections import is_encoded_message
 from amqp_message_model.values import MESSAGE_FIELDS, body_to_bytes, content_type_of, id_to_text, to_json_value, value_to_bytes
 from proton import Message, symbol
 
+from amqp_kafka_bridge.errors import AmqpConditionError
+
 Converter = Literal["raw", "json", "amqp"]
 CONVERTERS: tuple[Converter, ...] = ("raw", "json", "amqp")
 
@@ -47,16 +49,13 @@ TOPIC_ANNOTATION = "x-opt-bridge.topic"
 OFFSET_ANNOTATION = "x-opt-bridge.offset"
 
 # AMQP message fields carried as Kafka headers (raw/json modes) so that they survive.
-_FIELD_HEADERS = dict(zip(MESSAGE_FIELDS, ("amqp.subject", "amqp.message-id", "amqp.correlation-id", "amqp.content-type"), strict=True))
+_FIELD_HEADERS = dict(
+    zip(MESSAGE_FIELDS, ("amqp.subject", "amqp.message-id", "amqp.correlation-id", "amqp.content-type"), strict=True)
+)
 
 
-class ConversionError(ValueError):
-    """A message that cannot be converted. ``condition`` is the AMQP error condition to reject it with."""
-
-    def __init__(self, condition: str, description: str) -> None:
-        super().__init__(description)
-        self.condition = condition
-        self.description = description
+class ConversionError(AmqpConditionError, ValueError):
+    """A message or record that cannot be converted (the bridge's :class:`AmqpConditionError`, raised by converters)."""
 
 
 @dataclass(frozen=True)

@@ -1,29 +1,35 @@
-"""The AMQP endpoint: shared bridge state (``BridgeCore``) and the small proton handler that routes events to it.
+"""The AMQP endpoint: the proton handler that routes events to the core, and server mode's attach rules.
 
 Server mode: peers attach links to the bridge's listener. A sender link with target ``T``
 produces to topic ``T`` (or its route); a receiver link with source ``T/group.id/G`` (or
 the ``group.id`` link property), with optional ``x-opt-bridge.partition-filter`` and
-``x-opt-bridge.offset-filter`` source filters, receives the topic's records.
+``x-opt-bridge.offset-filter`` source filters, receives the topic's records. Forwarder mode
+(``amqp_kafka_bridge.forwarder``) opens its links itself; both are a :class:`Front` to the handler.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import Future
-from typing import Any
+from typing import Any, Protocol
 
-from proton import Condition, Delivery, Described, Link
+from proton import Condition, Connection, Delivery, Described, Link
 from proton.handlers import IncomingMessageHandler, MessagingHandler
-from proton.reactor import ApplicationEvent, EventInjector
+from proton.reactor import ApplicationEvent, Container
 
-from amqp_kafka_bridge.kafka_io import ProducerPump, Signal, SourceSpec, TopicAdmin
+from amqp_kafka_bridge.auth import listen
+from amqp_kafka_bridge.core import BridgeCore
+from amqp_kafka_bridge.errors import INVALID_FIELD, AmqpConditionError
+from amqp_kafka_bridge.kafka_io import SourceSpec
 from amqp_kafka_bridge.links import InboundLink, OutboundLink, settle
-from amqp_kafka_bridge.metrics import BridgeMetrics
 from amqp_kafka_bridge.settings import BridgeSettings
 
 log = logging.getLogger("bridge.endpoint")
+
+DRAIN = "bridge_drain"  # the injected event that starts a graceful drain (BridgeHandler.on_bridge_drain)
 
 
 def _contained(method: Callable[..., None]) -> Callable[..., None]:
@@ -46,12 +52,8 @@ PARTITION_FILTERS = ("x-opt-bridge.partition-filter:int", "x-opt-bridge.partitio
 OFFSET_FILTERS = ("x-opt-bridge.offset-filter:long", "x-opt-bridge.offset-filter")
 
 
-class AddressError(ValueError):
-    """A link address or filter the bridge cannot serve; ``condition`` is the AMQP error to detach with."""
-
-    def __init__(self, condition: str, description: str) -> None:
-        super().__init__(description)
-        self.condition = condition
+class AddressError(AmqpConditionError):
+    """A link address or filter the bridge cannot serve (an :class:`AmqpConditionError` to refuse the link with)."""
 
 
 def _filter_value(filters: dict[Any, Any], names: tuple[str, ...]) -> int | None:
@@ -61,7 +63,7 @@ def _filter_value(filters: dict[Any, Any], names: tuple[str, ...]) -> int | None
             if isinstance(value, Described):
                 value = value.value
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise AddressError("amqp:invalid-field", f"filter {name} must be a non-negative integer, not {value!r}")
+                raise AddressError(INVALID_FIELD, f"filter {name} must be a non-negative integer, not {value!r}")
             return int(value)
     return None
 
@@ -73,143 +75,155 @@ def parse_source(address: str | None, properties: dict[Any, Any] | None, filters
     link property gives the group. An offset filter needs a partition filter.
     """
     if not address:
-        raise AddressError("amqp:invalid-field", "a source address (the topic) is required")
+        raise AddressError(INVALID_FIELD, "a source address (the topic) is required")
     topic, sep, group = address.partition(GROUP_SEPARATOR)
     if not sep:
         group = str((properties or {}).get("group.id") or "")
     if not topic or not group:
         raise AddressError(
-            "amqp:invalid-field",
+            INVALID_FIELD,
             f"no consumer group: use source '{topic or 'topic'}{GROUP_SEPARATOR}<group>' or a group.id link property",
         )
     filters = filters or {}
     partition = _filter_value(filters, PARTITION_FILTERS)
     offset = _filter_value(filters, OFFSET_FILTERS)
     if offset is not None and partition is None:
-        raise AddressError("amqp:invalid-field", "an offset filter needs a partition filter")
+        raise AddressError(INVALID_FIELD, "an offset filter needs a partition filter")
     return SourceSpec(topic, group, partition, offset)
 
 
-class BridgeCore:
-    """State shared by every link of one bridge: settings, the producer, metrics, and the reactor wake-ups.
+def _filters_of(terminus: Any) -> dict[Any, Any] | None:
+    data = terminus.filter
+    if data is None:
+        return None
+    data.rewind()
+    if not data.next():
+        return None
+    value = data.get_object()
+    return value if isinstance(value, dict) else None
 
-    All methods run on the reactor thread except the two signals, which Kafka threads set.
-    """
 
-    def __init__(self, settings: BridgeSettings, metrics: BridgeMetrics) -> None:
+def server_attach(core: BridgeCore, link: Link) -> None:
+    """Server mode: what a peer's link asks for, from its address (and filters for receivers)."""
+    try:
+        if link.is_receiver:
+            address = link.remote_target.address
+            if not address:
+                raise AddressError(INVALID_FIELD, "a target address (the topic) is required")
+            link.target.address = address
+            core.attach_inbound(link, core.settings.topic_for(address))
+        else:
+            source = link.remote_source
+            link.source.copy(source)
+            filters = _filters_of(source)
+            spec = parse_source(source.address, link.remote_properties, filters)
+            core.attach_outbound(link, spec)
+    except AmqpConditionError as exc:
+        log.info("link refused", extra={"link": link.name, "condition": exc.condition, "reason": exc.description})
+        link.refusal = exc.to_condition()  # closed once proton has opened it (on_link_local_open)
+
+
+class Front(Protocol):
+    """Where the bridge's AMQP connections and links come from: its listener (server mode) or its
+    broker connection (forwarder mode). The handler tells it about connections and peer-opened links."""
+
+    @property
+    def ready(self) -> bool:
+        """Serving (for ``/readyz``): a forwarder is not without its broker connection."""
+        ...
+
+    def start(self, container: Container) -> None:
+        """Reactor thread, once: open the listener or connect."""
+
+    def stop_accepting(self) -> None:
+        """Reactor thread, when draining: no new connections."""
+
+    def on_link_opening(self, link: Link) -> None:
+        """A peer opened ``link``: attach it to the core, or mark it refused (``link.refusal``)."""
+
+    def on_connection_opened(self, connection: Connection) -> None: ...
+
+    def on_connection_failed(self, connection: Connection, reason: str) -> None: ...
+
+    def on_connection_lost(self, connection: Connection) -> None: ...
+
+
+class ServerFront:
+    """Server mode: the bridge listens (``amqp_kafka_bridge.auth.listen``) and peers attach links by address."""
+
+    def __init__(self, core: BridgeCore, settings: BridgeSettings) -> None:
+        self.core = core
         self.settings = settings
-        self.metrics = metrics
-        self.injector = EventInjector()
-        self.acks_signal = Signal(lambda: self.injector.trigger(ApplicationEvent("kafka_acks")))
-        self.records_signal = Signal(lambda: self.injector.trigger(ApplicationEvent("kafka_records")))
-        self.checks_signal = Signal(lambda: self.injector.trigger(ApplicationEvent("topic_checks")))
-        self.producer = ProducerPump(settings.producer_config(), self.acks_signal)
-        self.admin = TopicAdmin(settings.admin_config(), settings.topic_partitions)
-        self.links: set[InboundLink | OutboundLink] = set()
-        self._checks: list[tuple[InboundLink | OutboundLink, Future[str | None]]] = []
-        self.draining = False
-        self.handler_hooks: dict[str, Callable[[], None]] = {}
+        self._acceptor: Any = None
 
-    def start(self) -> None:
-        self.producer.start()
+    @property
+    def ready(self) -> bool:
+        return self._acceptor is not None
 
-    def attach_inbound(self, link: Link, topic: str) -> None:
-        self._attach(InboundLink(self, link, topic), link)
+    def start(self, container: Container) -> None:
+        self._acceptor = listen(container, self.settings, self.core)
 
-    def attach_outbound(self, link: Link, spec: SourceSpec) -> None:
-        self._attach(OutboundLink(self, link, spec), link)
+    def stop_accepting(self) -> None:
+        if self._acceptor is not None:
+            self._acceptor.close()
 
-    def _attach(self, bridged: InboundLink | OutboundLink, link: Link) -> None:
-        link.bridged = bridged
-        self.links.add(bridged)
-        self.metrics.links.labels(bridged.role).inc()
-        future = self.admin.check(
-            bridged.topic, self.settings.auto_create_topics, timeout=min(10.0, self.settings.delivery_timeout_s)
-        )
-        self._checks.append((bridged, future))
-        future.add_done_callback(lambda _f: self.checks_signal.set())
+    def on_link_opening(self, link: Link) -> None:
+        server_attach(self.core, link)
 
-    def on_topic_checks(self) -> None:
-        self.checks_signal.clear()
-        waiting = []
-        for bridged, future in self._checks:
-            if not future.done():
-                waiting.append((bridged, future))
-                continue
-            if bridged.closed:
-                continue
-            error = future.result()
-            if error is None:
-                bridged.start()
-            else:
-                condition, _, description = error.partition("|")
-                self.detach(bridged, condition, description)
-        self._checks = waiting
+    def on_connection_opened(self, connection: Connection) -> None:
+        pass
 
-    def detach(self, bridged: InboundLink | OutboundLink, condition: str, description: str) -> None:
-        log.warning(
-            "link detached", extra={"link": bridged.name, "topic": bridged.topic, "condition": condition, "reason": description}
-        )
-        bridged.link.condition = Condition(condition, description)
-        bridged.link.close()
-        self.link_closed(bridged.link)
+    def on_connection_failed(self, connection: Connection, reason: str) -> None:
+        pass  # a peer that failed TLS or went away: proton's handler logs it
 
-    def link_closed(self, link: Link) -> None:
-        bridged = getattr(link, "bridged", None)
-        if bridged is not None:
-            # Break the link <-> bridged-state cycle: proton keeps the attribute alive through the
-            # C link, so the garbage collector never frees a closed connection's objects otherwise.
-            link.bridged = None
-        if bridged is not None and bridged in self.links:
-            self.links.discard(bridged)
-            self.metrics.links.labels(bridged.role).dec()
-            bridged.on_closed()
-
-    def on_kafka_acks(self) -> None:
-        self.acks_signal.clear()
-        acks = self.producer.acks
-        while acks:
-            ack = acks.popleft()
-            ack.token.on_ack(ack)
-
-    def on_kafka_records(self) -> None:
-        self.records_signal.clear()
-        for bridged in list(self.links):
-            if isinstance(bridged, OutboundLink):
-                bridged.send_available()
-
-    def in_flight(self) -> int:
-        return sum(b.in_flight for b in self.links)
+    def on_connection_lost(self, connection: Connection) -> None:
+        pass
 
 
 class BridgeHandler(MessagingHandler):
-    """Routes proton events to ``BridgeCore``; holds no bridging logic itself.
+    """Routes proton events to the core, the links and the front; holds no bridging logic itself.
 
-    ``on_link_attach(core, link)`` decides what a peer-initiated link means (server mode);
-    the forwarder creates its links itself and passes None.
+    Work done off the reactor thread comes back as injected events to named ``on_*`` methods
+    (as in proton's ``db_recv.py``): ``on_kafka_acks``, ``on_kafka_records``, ``on_topic_checks``,
+    ``on_sasl_done`` and ``on_bridge_drain`` (see :meth:`request_drain`).
     """
 
-    def __init__(
-        self, core: BridgeCore, on_link_attach: Callable[[BridgeCore, Link], None] | None, on_start: Callable[[Any], None]
-    ) -> None:
+    def __init__(self, core: BridgeCore, front: Front, drain_timeout_s: float) -> None:
         super().__init__(prefetch=0, auto_accept=False, auto_settle=True, peer_close_is_error=False)
         # Incoming transfers are read raw in on_delivery (size check before decoding).
         self.handlers = [h for h in self.handlers if not isinstance(h, IncomingMessageHandler)]
         self.core = core
-        self._on_link_attach = on_link_attach
-        self._on_start = on_start
+        self.front = front
+        self.drain_timeout_s = drain_timeout_s
+        self.started = threading.Event()  # set once the front is started (or failed to start)
+        self._container: Container | None = None  # injected events carry none: kept from on_start
+
+    def request_drain(self) -> None:
+        """Any thread: start a graceful drain on the reactor thread; the reactor stops when it is done."""
+        self.core.injector.trigger(ApplicationEvent(DRAIN))
 
     def on_start(self, event: Any) -> None:
-        event.container.selectable(self.core.injector)
-        self._on_start(event)
+        self._container = event.container
+        try:
+            event.container.selectable(self.core.injector)
+            self.front.start(event.container)
+        finally:
+            self.started.set()
+
+    def on_bridge_drain(self, event: Any) -> None:
+        """No new connections, credit or sends; close the links once nothing is in flight (or at the deadline), then stop."""
+        self.front.stop_accepting()
+        self.core.drain()
+        container = self._container
+        assert container is not None, "the injector runs only inside the started container"
+        container.schedule(0, _DrainWatch(self.core, container, time.monotonic() + self.drain_timeout_s))
 
     @_contained
     def on_link_opening(self, event: Any) -> None:
-        if self._on_link_attach is not None:
-            self._on_link_attach(self.core, event.link)
+        self.front.on_link_opening(event.link)
 
     def on_link_local_open(self, event: Any) -> None:
-        refusal = getattr(event.link, "refusal", None)
+        refusal: Condition | None = getattr(event.link, "refusal", None)
         if refusal is not None:
             event.link.condition = refusal
             event.link.close()
@@ -226,7 +240,7 @@ class BridgeHandler(MessagingHandler):
         if dlv.readable and not dlv.partial:
             data = link.recv(dlv.pending)
             link.advance()
-            bridged = getattr(link, "bridged", None)
+            bridged = self.core.bridged(link)
             if isinstance(bridged, InboundLink) and not bridged.closed:
                 bridged.on_transfer(dlv, data)
             else:
@@ -234,7 +248,7 @@ class BridgeHandler(MessagingHandler):
 
     @_contained
     def on_sendable(self, event: Any) -> None:
-        bridged = getattr(event.link, "bridged", None)
+        bridged = self.core.bridged(event.link)
         if isinstance(bridged, OutboundLink):
             bridged.send_available()
 
@@ -249,43 +263,42 @@ class BridgeHandler(MessagingHandler):
 
     @_contained
     def _outcome(self, event: Any, outcome: str) -> None:
-        bridged = getattr(event.link, "bridged", None)
+        bridged = self.core.bridged(event.link)
         if isinstance(bridged, OutboundLink):
             bridged.on_outcome(event.delivery, outcome)
 
+    def on_link_local_close(self, event: Any) -> None:
+        """The bridge closed the link (a link detaching itself, or a refusal): the core stops bridging it."""
+        self.core.forget(event.link)
+
     def on_link_closing(self, event: Any) -> None:
-        self.core.link_closed(event.link)
+        self.core.forget(event.link)
 
     def on_link_closed(self, event: Any) -> None:
-        self.core.link_closed(event.link)
+        self.core.forget(event.link)
 
     def on_link_error(self, event: Any) -> None:
-        self.core.link_closed(event.link)
+        self.core.forget(event.link)
 
     def on_connection_opened(self, event: Any) -> None:
         self.core.metrics.connections.inc()
-        forwarder = getattr(event.connection, "forwarder", None)
-        if forwarder is not None:
-            forwarder.on_opened()
+        self.front.on_connection_opened(event.connection)
 
     def on_transport_error(self, event: Any) -> None:
         """A connection failed (refused credentials, TLS, a vanished peer): say why, once per failure."""
         cond = event.transport.condition
-        forwarder = getattr(event.connection, "forwarder", None) if event.connection is not None else None
-        if forwarder is not None:
-            forwarder.on_failed(f"{cond.name}: {cond.description}" if cond else "connection failed")
+        if event.connection is not None:
+            self.front.on_connection_failed(event.connection, f"{cond.name}: {cond.description}" if cond else "connection failed")
         super().on_transport_error(event)  # proton's: logs it, and gives up on refused credentials
 
     def on_disconnected(self, event: Any) -> None:
         conn = event.connection
         if conn is None:
             return
-        forwarder = getattr(conn, "forwarder", None)
-        if forwarder is not None:
-            forwarder.on_lost()
+        self.front.on_connection_lost(conn)
         link = conn.link_head(0)
         while link is not None:
-            self.core.link_closed(link)
+            self.core.forget(link)
             link = link.next(0)
 
     def on_connection_closed(self, event: Any) -> None:
@@ -306,35 +319,25 @@ class BridgeHandler(MessagingHandler):
 
     @_contained
     def on_sasl_done(self, event: Any) -> None:
-        self.core.handler_hooks["sasl_done"]()
+        """The SASL listener authenticated connections on its helper thread: hand them to proton here."""
+        event.subject.adopt()
 
 
-def _filters_of(terminus: Any) -> dict[Any, Any] | None:
-    data = terminus.filter
-    if data is None:
-        return None
-    data.rewind()
-    if not data.next():
-        return None
-    value = data.get_object()
-    return value if isinstance(value, dict) else None
+class _DrainWatch:
+    """Timer task while draining: polls the core until nothing is in flight or the deadline passed, then
+    closes the links (consumers commit what was accepted) and stops the reactor."""
 
+    def __init__(self, core: BridgeCore, container: Container, deadline: float) -> None:
+        self.core = core
+        self.container = container
+        self.deadline = deadline
 
-def server_attach(core: BridgeCore, link: Link) -> None:
-    """Server mode: what a peer's link asks for, from its address (and filters for receivers)."""
-    try:
-        if link.is_receiver:
-            address = link.remote_target.address
-            if not address:
-                raise AddressError("amqp:invalid-field", "a target address (the topic) is required")
-            link.target.address = address
-            core.attach_inbound(link, core.settings.topic_for(address))
-        else:
-            source = link.remote_source
-            link.source.copy(source)
-            filters = _filters_of(source)
-            spec = parse_source(source.address, link.remote_properties, filters)
-            core.attach_outbound(link, spec)
-    except AddressError as exc:
-        log.info("link refused", extra={"link": link.name, "condition": exc.condition, "reason": str(exc)})
-        link.refusal = Condition(exc.condition, str(exc))  # closed once proton has opened it (on_link_local_open)
+    def on_timer_task(self, _event: Any) -> None:
+        core = self.core
+        if core.in_flight() and time.monotonic() < self.deadline:
+            self.container.schedule(0.02, self)
+            return
+        if core.in_flight():
+            log.warning("drain timed out; unsettled deliveries left to the peers", extra={"in_flight": core.in_flight()})
+        core.close()
+        self.container.stop()

@@ -12,10 +12,10 @@ import logging
 from typing import Any
 
 from amqp_message_model.connection import ConnectionOptions, connect_kwargs, parse_endpoints, redact_url
-from proton import Link
+from proton import Connection, Link
 from proton.reactor import Container
 
-from amqp_kafka_bridge.endpoint import BridgeCore
+from amqp_kafka_bridge.core import BridgeCore
 from amqp_kafka_bridge.kafka_io import SourceSpec
 from amqp_kafka_bridge.settings import BridgeSettings
 
@@ -23,7 +23,10 @@ log = logging.getLogger("bridge.forwarder")
 
 
 class Forwarder:
-    """Opens one link per route on one broker connection and re-opens them after a reconnect."""
+    """Opens one link per route on one broker connection and re-opens them after a reconnect.
+
+    The forwarder-mode front of ``amqp_kafka_bridge.endpoint.BridgeHandler`` (see ``endpoint.Front``).
+    """
 
     def __init__(self, core: BridgeCore, settings: BridgeSettings) -> None:
         if not settings.routes:
@@ -46,8 +49,17 @@ class Forwarder:
             extra={"brokers": [redact_url(u) for u in urls], "routes": len(self.settings.routes), "user": user},
         )
         self.connection = container.connect(**connect_kwargs(options, reconnect=True))
-        self.connection.forwarder = self
         self._open_links(container)
+
+    @property
+    def ready(self) -> bool:
+        return self.connected
+
+    def stop_accepting(self) -> None:
+        """Nothing to stop: the forwarder accepts no connections (its links drain with the core)."""
+
+    def on_link_opening(self, link: Link) -> None:
+        """A broker does not open links towards the forwarder; its own links are bound in ``start``."""
 
     def _open_links(self, container: Container) -> None:
         for route in self.settings.routes:
@@ -64,29 +76,38 @@ class Forwarder:
         else:
             self.core.attach_outbound(link, SourceSpec(route.topic, route.group or f"bridge-{route.address}"))
 
-    def on_opened(self) -> None:
+    def on_connection_opened(self, connection: Connection) -> None:
         """Each (re)open of the broker connection. Proton re-attaches the same links after a reconnect;
         their unsettled deliveries died with the old transport (the broker redelivers, Kafka
         replays from the committed offset), so each link gets fresh bridging state."""
+        if connection != self.connection:
+            return
         self._opens += 1
         self.connected = True
         self._last_failure = ""
         log.info("forwarder connected", extra={"broker": redact_url(str(self.connection.url)), "opens": self._opens})
         for link, route in self._links:
-            bridged = getattr(link, "bridged", None)
+            bridged = self.core.bridged(link)
             if self._opens == 1 and bridged is not None and not bridged.closed:
                 continue  # first connection, links bound in start() and still good
-            self.core.link_closed(link)
+            self.core.forget(link)
             self._bind(link, route)
 
-    def on_failed(self, reason: str) -> None:
+    def on_connection_failed(self, connection: Connection, reason: str) -> None:
         """The broker connection failed; logged when the reason changes (not on every retry)."""
+        if connection != self.connection:
+            return
         if reason != self._last_failure:
-            log.warning("forwarder cannot use the broker connection; retrying", extra={"broker": redact_url(str(self.connection.url)), "reason": reason})
+            log.warning(
+                "forwarder cannot use the broker connection; retrying",
+                extra={"broker": redact_url(str(self.connection.url)), "reason": reason},
+            )
         self._last_failure = reason
 
-    def on_lost(self) -> None:
+    def on_connection_lost(self, connection: Connection) -> None:
         """The broker connection dropped (proton reconnects with back-off)."""
+        if connection != self.connection:
+            return
         if self.connected:
             log.warning(
                 "forwarder lost the broker connection; reconnecting", extra={"broker": redact_url(str(self.connection.url))}

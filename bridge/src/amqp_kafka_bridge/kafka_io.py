@@ -20,6 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from amqp_kafka_bridge.converters import KafkaRecord, headers_from_kafka
+from amqp_kafka_bridge.errors import INTERNAL_ERROR, NOT_FOUND, RESOURCE_LIMIT_EXCEEDED, AmqpConditionError
 
 log = logging.getLogger("bridge.kafka")
 _client_log = logging.getLogger("bridge.librdkafka")  # librdkafka's own lines, instead of raw stderr
@@ -293,31 +294,31 @@ class TopicAdmin:
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bridge-admin")
         self._known: set[str] = set()
 
-    def check(self, topic: str, create: bool, timeout: float = 10.0) -> Future[str | None]:
-        """Future of None when ``topic`` exists (or was created), else an AMQP error condition name and text."""
+    def check(self, topic: str, create: bool, timeout: float = 10.0) -> Future[None]:
+        """Future that completes when ``topic`` exists (or was created), or fails with the
+        :class:`AmqpConditionError` to detach the link with."""
         return self._pool.submit(self._check, topic, create, timeout)
 
-    def _check(self, topic: str, create: bool, timeout: float) -> str | None:
+    def _check(self, topic: str, create: bool, timeout: float) -> None:
         if topic in self._known:
-            return None
+            return
         try:
             meta = self._admin.list_topics(topic=topic, timeout=timeout)
         except KafkaException as exc:
-            return f"amqp:resource-limit-exceeded|Kafka unreachable: {exc}"
+            raise AmqpConditionError(RESOURCE_LIMIT_EXCEEDED, f"Kafka unreachable: {exc}") from None
         tmeta = meta.topics.get(topic)
         if tmeta is not None and tmeta.error is None and tmeta.partitions:
             self._known.add(topic)
-            return None
+            return
         if not create:
-            return f"amqp:not-found|Kafka topic {topic!r} does not exist and topic auto-creation is off"
+            raise AmqpConditionError(NOT_FOUND, f"Kafka topic {topic!r} does not exist and topic auto-creation is off")
         futures = self._admin.create_topics([NewTopic(topic, self._partitions, 1)], operation_timeout=timeout)
         try:
             futures[topic].result(timeout)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                return f"amqp:internal-error|cannot create Kafka topic {topic!r}: {exc}"
+                raise AmqpConditionError(INTERNAL_ERROR, f"cannot create Kafka topic {topic!r}: {exc}") from None
         self._known.add(topic)
-        return None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

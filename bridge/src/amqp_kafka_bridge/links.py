@@ -2,6 +2,10 @@
 
 The proton handler only routes events here. Nothing in this module blocks: Kafka work is
 handed to ``amqp_kafka_bridge.kafka_io`` and its results come back as ``on_ack``/``pump`` calls.
+A link sees the bridge only through its :class:`~amqp_kafka_bridge.context.LinkContext`;
+the core (``amqp_kafka_bridge.core``) starts, drains and closes it. Both link kinds share
+that lifecycle: ``start`` (the topic is good), ``drain`` (no new work), ``detach`` (close
+with an error the peer sees) and ``close`` (free what it holds; idempotent).
 """
 
 from __future__ import annotations
@@ -10,17 +14,15 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaError, KafkaException
 from proton import Condition, Delivery, Link, Message
 
-from amqp_kafka_bridge.converters import PARTITION_ANNOTATION, ConversionError, KafkaRecord, to_message, to_record
+from amqp_kafka_bridge.context import LinkContext
+from amqp_kafka_bridge.converters import PARTITION_ANNOTATION, KafkaRecord
+from amqp_kafka_bridge.errors import DECODE_ERROR, INTERNAL_ERROR, INVALID_FIELD, MESSAGE_SIZE_EXCEEDED, AmqpConditionError
 from amqp_kafka_bridge.kafka_io import Ack, ConsumerPump, SourceSpec
 from amqp_kafka_bridge.offsets import OffsetTracker
-
-if TYPE_CHECKING:
-    from amqp_kafka_bridge.endpoint import BridgeCore
 
 log = logging.getLogger("bridge.links")
 
@@ -36,12 +38,12 @@ _PERMANENT = {
 }
 
 
-def _permanent_refusal(error: KafkaError, topic: str) -> tuple[str, str, str] | None:
-    """``(condition, description, metric reason)`` to reject with when sending the record again cannot help, else None."""
+def _permanent_refusal(error: KafkaError, topic: str) -> tuple[AmqpConditionError, str] | None:
+    """The error to reject with (and its metric reason) when sending the record again cannot help, else None."""
     if error.code() == KafkaError._UNKNOWN_PARTITION:  # the partition annotation names no partition of the topic
-        return "amqp:invalid-field", f"{PARTITION_ANNOTATION}: topic {topic} has no such partition", "invalid-field"
+        return AmqpConditionError(INVALID_FIELD, f"{PARTITION_ANNOTATION}: topic {topic} has no such partition"), "invalid-field"
     if error.code() in _PERMANENT or error.fatal():
-        return "amqp:internal-error", f"Kafka refused the record: {error.str()}", "kafka"
+        return AmqpConditionError(INTERNAL_ERROR, f"Kafka refused the record: {error.str()}"), "kafka"
     return None
 
 
@@ -78,63 +80,66 @@ class InboundLink:
 
     role = "receiver"
 
-    def __init__(self, core: BridgeCore, link: Link, topic: str) -> None:
-        self.core = core
+    def __init__(self, context: LinkContext, link: Link, topic: str) -> None:
+        self.context = context
         self.link = link
         self.topic = topic
         self.name = link.name
         self.in_flight = 0
         self.closed = False
         self.ready = False
+        self.draining = False
 
     def start(self) -> None:
         """Topic is known good: open the credit window."""
         self.ready = True
-        if not self.core.draining:
-            self.link.flow(self.core.settings.link_credit)
+        if not self.draining:
+            self.link.flow(self.context.settings.link_credit)
 
-    def _reject(self, dlv: Delivery, condition: str, description: str, reason: str) -> None:
-        self.core.metrics.rejected.labels(self.topic, reason).inc()
+    def drain(self) -> None:
+        """Give no more credit; what is in flight still settles as Kafka acknowledges it."""
+        self.draining = True
+
+    def _reject(self, dlv: Delivery, error: AmqpConditionError, reason: str) -> None:
+        self.context.metrics.rejected.labels(self.topic, reason).inc()
         log.info(
-            "delivery rejected", extra={"link": self.name, "topic": self.topic, "condition": condition, "reason": description}
+            "delivery rejected",
+            extra={"link": self.name, "topic": self.topic, "condition": error.condition, "reason": error.description},
         )
         if not dlv.settled:
-            settle(dlv, Delivery.REJECTED, Condition(condition, description))
+            settle(dlv, Delivery.REJECTED, error.to_condition())
         else:
             dlv.settle()
         self._replenish(1)
 
     def on_transfer(self, dlv: Delivery, data: bytes) -> None:
-        settings = self.core.settings
+        context = self.context
+        settings = context.settings
         if len(data) > settings.max_message_bytes:
-            self._reject(
-                dlv,
-                "amqp:link:message-size-exceeded",
-                f"message of {len(data)} bytes exceeds the limit of {settings.max_message_bytes}",
-                "size",
-            )
+            too_big = f"message of {len(data)} bytes exceeds the limit of {settings.max_message_bytes}"
+            self._reject(dlv, AmqpConditionError(MESSAGE_SIZE_EXCEEDED, too_big), "size")
             return
         msg = Message()
         try:
             msg.decode(data)
-            record = to_record(msg, self.topic, settings.converter, settings.key_property)
-        except ConversionError as exc:
-            self._reject(dlv, exc.condition, exc.description, exc.condition.rsplit(":", 1)[-1])
+            record = context.converter.to_record(msg, self.topic, settings.key_property)
+        except AmqpConditionError as exc:
+            self._reject(dlv, exc, exc.reason)
             return
         except Exception as exc:  # noqa: BLE001 - proton's decode errors have no common base
-            self._reject(dlv, "amqp:decode-error", f"undecodable message: {exc}", "decode-error")
+            self._reject(dlv, AmqpConditionError(DECODE_ERROR, f"undecodable message: {exc}"), "decode-error")
             return
         pending = _InFlight(self, None if dlv.settled else dlv, len(record.value or b""), time.perf_counter())
         try:
-            self.core.producer.produce(record, pending)
+            context.producer.produce(record, pending)
         except (BufferError, Exception) as exc:  # noqa: BLE001 - local queue full or client refused: never drop silently
-            self.core.metrics.kafka_errors.labels("produce").inc()
+            context.metrics.kafka_errors.labels("produce").inc()
             error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
             refusal = _permanent_refusal(error, self.topic) if isinstance(error, KafkaError) else None
             if refusal is not None:  # sending it again cannot help
                 self._reject(dlv, *refusal)
                 return
-            self.core.metrics.released.labels(self.topic).inc()
+            context.metrics.released.labels(self.topic).inc()
             log.warning("produce refused, delivery released", extra={"link": self.name, "topic": self.topic, "error": str(exc)})
             if pending.dlv is not None:
                 settle(pending.dlv, Delivery.MODIFIED)
@@ -143,13 +148,13 @@ class InboundLink:
             self._replenish(1)
             return
         self.in_flight += 1
-        self.core.metrics.in_flight.inc()
+        context.metrics.in_flight.inc()
         if pending.dlv is None:
             dlv.settle()  # pre-settled: at-most-once, as the sender asked; credit still waits for the ack
 
     def on_ack(self, pending: _InFlight, ack: Ack) -> None:
         self.in_flight -= 1
-        metrics = self.core.metrics
+        metrics = self.context.metrics
         metrics.in_flight.dec()
         if ack.error is None:
             metrics.messages_in.labels(self.name, self.topic).inc()
@@ -175,11 +180,23 @@ class InboundLink:
         self._replenish(1)
 
     def _replenish(self, n: int) -> None:
-        if not self.closed and not self.core.draining and self.ready:
+        if not self.closed and not self.draining and self.ready:
             self.link.flow(n)
 
-    def on_closed(self, force: bool = False) -> None:
+    def detach(self, error: AmqpConditionError) -> None:
+        """Close the link with ``error`` for the peer (it resends what it never saw accepted)."""
+        if not self.closed:
+            _close_with(self.link, error, self.topic)
+        self.close()
+
+    def close(self, force: bool = False) -> None:
+        """Stop bridging (idempotent). Later Kafka reports only update the metrics."""
         self.closed = True
+
+    @property
+    def finished(self) -> bool:
+        """Holds nothing that needs closing: the producer is the bridge's, not the link's."""
+        return self.closed
 
 
 @dataclass(eq=False)
@@ -211,8 +228,8 @@ class OutboundLink:
 
     role = "sender"
 
-    def __init__(self, core: BridgeCore, link: Link, spec: SourceSpec) -> None:
-        self.core = core
+    def __init__(self, context: LinkContext, link: Link, spec: SourceSpec) -> None:
+        self.context = context
         self.link = link
         self.spec = spec
         self.topic = spec.topic
@@ -222,33 +239,40 @@ class OutboundLink:
         self.unsettled: dict[bytes, _Sent] = {}
         self.closed = False
         self.ready = False
+        self.draining = False
         self.dead_letters_pending = 0
-        self.pump = ConsumerPump(
-            core.settings.consumer_config(spec.group), spec, core.records_signal, window=core.settings.link_credit
-        )
+        self._pump_closed = False
+        settings = context.settings
+        self.pump = ConsumerPump(settings.consumer_config(spec.group), spec, context.records_signal, window=settings.link_credit)
 
     @property
     def in_flight(self) -> int:
-        return len(self.unsettled)
+        """Deliveries the peer has not settled, plus dead-letter records Kafka has not acknowledged."""
+        return len(self.unsettled) + self.dead_letters_pending
 
     def start(self) -> None:
         self.ready = True
         self.pump.start()
         self.send_available()
 
+    def drain(self) -> None:
+        """Send nothing more and ask the consumer for nothing more; outstanding deliveries still settle."""
+        self.draining = True
+        self.pump.demand = 0
+
     def send_available(self) -> None:
         """Send what the consumer brought while the peer gives credit; then tell the consumer how much more to read."""
         if self.closed or not self.ready:
             return
         if self.pump.error:
-            self.detach("amqp:internal-error", f"Kafka consumer failed: {self.pump.error}")
+            self.detach(AmqpConditionError(INTERNAL_ERROR, f"Kafka consumer failed: {self.pump.error}"))
             return
         while self.pump.revoked:
             for partition in self.pump.revoked.popleft():
                 self.tracker.forget(partition)
                 self.backlog = deque(s for s in self.backlog if s.record.partition != partition)
-        link, records = self.link, self.pump.records
-        draining = self.core.draining
+        link, records, converter = self.link, self.pump.records, self.context.converter
+        draining = self.draining
         while link.credit > 0 and not draining and (self.backlog or records):
             if self.backlog:
                 sent = self.backlog.popleft()
@@ -257,9 +281,9 @@ class OutboundLink:
                 sent = _Sent(rec)
                 self.tracker.track(rec.partition, rec.offset)  # type: ignore[arg-type]
             try:
-                message = to_message(sent.record, self.core.settings.converter)
-            except ConversionError as exc:
-                self.core.metrics.rejected.labels(self.topic, "conversion").inc()
+                message = converter.to_message(sent.record)
+            except AmqpConditionError as exc:
+                self.context.metrics.rejected.labels(self.topic, "conversion").inc()
                 self._follow_policy(sent, "dead-letter", exc.description)
                 continue
             dlv = link.send(message)
@@ -273,56 +297,57 @@ class OutboundLink:
         if sent is None:
             return
         rec = sent.record
+        metrics, settings = self.context.metrics, self.context.settings
         if outcome == "accepted":
-            self.core.metrics.messages_out.labels(self.name, self.topic).inc()
-            self.core.metrics.bytes_out.labels(self.name, self.topic).inc(len(rec.value or b""))
+            metrics.messages_out.labels(self.name, self.topic).inc()
+            metrics.bytes_out.labels(self.name, self.topic).inc(len(rec.value or b""))
             self._done(rec)
         elif outcome == "rejected":
-            self.core.metrics.peer_rejected.labels(self.topic, outcome).inc()
+            metrics.peer_rejected.labels(self.topic, outcome).inc()
             cond = dlv.remote.condition
-            self._follow_policy(
-                sent, self.core.settings.on_rejected, f"{cond.name}: {cond.description}" if cond else "rejected by peer"
-            )
+            self._follow_policy(sent, settings.on_rejected, f"{cond.name}: {cond.description}" if cond else "rejected by peer")
         else:
-            self.core.metrics.peer_rejected.labels(self.topic, outcome).inc()
-            policy = self.core.settings.on_released
-            if policy == "redeliver" and sent.attempts > self.core.settings.max_redeliveries:
-                policy = self.core.settings.on_rejected if self.core.settings.on_rejected != "redeliver" else "dead-letter"
+            metrics.peer_rejected.labels(self.topic, outcome).inc()
+            policy = settings.on_released
+            if policy == "redeliver" and sent.attempts > settings.max_redeliveries:
+                policy = settings.on_rejected if settings.on_rejected != "redeliver" else "dead-letter"
             self._follow_policy(sent, policy, f"{outcome} by peer")
         self.send_available()
 
     def _follow_policy(self, sent: _Sent, policy: str, reason: str) -> None:
         if policy == "redeliver":
-            self.core.metrics.redelivered.labels(self.topic).inc()
+            self.context.metrics.redelivered.labels(self.topic).inc()
             sent.attempts += 1
             self.backlog.append(sent)
         elif policy == "dead-letter":
             rec = sent.record
-            dlq = self.topic + self.core.settings.dead_letter_suffix
+            dlq = self.topic + self.context.settings.dead_letter_suffix
             headers = (
                 *rec.headers,
                 ("x-bridge-error", reason.encode()),
                 ("x-bridge-source", f"{rec.topic}/{rec.partition}/{rec.offset}".encode()),
             )
-            self.core.producer.produce(
+            self.context.producer.produce(
                 KafkaRecord(dlq, rec.value, rec.key, None, None, headers, rec.timestamp_ms), _DeadLetter(self, rec)
             )
             self.dead_letters_pending += 1
         else:
+            rec = sent.record
             self.detach(
-                "amqp:internal-error",
-                f"record {sent.record.topic}/{sent.record.partition}/{sent.record.offset} {reason}; link stopped by policy",
+                AmqpConditionError(
+                    INTERNAL_ERROR, f"record {rec.topic}/{rec.partition}/{rec.offset} {reason}; link stopped by policy"
+                )
             )
 
     def on_dead_lettered(self, dead: _DeadLetter, ack: Ack) -> None:
         self.dead_letters_pending -= 1
         if ack.error is not None:
-            self.detach("amqp:internal-error", f"dead-letter write failed: {ack.error.str()}")
+            self.detach(AmqpConditionError(INTERNAL_ERROR, f"dead-letter write failed: {ack.error.str()}"))
             return
-        self.core.metrics.dead_lettered.labels(self.topic).inc()
+        self.context.metrics.dead_lettered.labels(self.topic).inc()
         self._done(dead.record)
         if self.closed and self.dead_letters_pending == 0:
-            self.pump.close()
+            self._close_pump()
 
     def _done(self, rec: KafkaRecord) -> None:
         self.tracker.done(rec.partition, rec.offset)  # type: ignore[arg-type]
@@ -330,19 +355,38 @@ class OutboundLink:
         if moved:
             self.pump.commit(moved)
 
-    def detach(self, condition: str, description: str) -> None:
+    def detach(self, error: AmqpConditionError) -> None:
+        """Close the link with ``error`` for the peer; nothing past the unaccepted records is committed."""
         if self.closed:
             return
-        log.warning(
-            "link detached", extra={"link": self.name, "topic": self.topic, "condition": condition, "reason": description}
-        )
-        self.link.condition = Condition(condition, description)
-        self.link.close()
-        self.core.link_closed(self.link)
+        _close_with(self.link, error, self.topic)
+        self.close()
 
-    def on_closed(self, force: bool = False) -> None:
-        if self.closed and not force:
-            return
+    def close(self, force: bool = False) -> None:
+        """Stop sending (idempotent). The consumer commits what was accepted and leaves its group once the
+        last dead-letter write is acknowledged, so that its offset is committed too; ``force`` does not wait."""
         self.closed = True
-        if self.dead_letters_pending == 0 or force:  # else the last dead-letter ack closes it, so its offset is committed
+        if self.dead_letters_pending == 0 or force:
+            self._close_pump()
+
+    def _close_pump(self) -> None:
+        if not self._pump_closed:
+            self._pump_closed = True
             self.pump.close()  # commits what the tracker handed over, then leaves the group
+
+    @property
+    def finished(self) -> bool:
+        """Closed, and the consumer told to commit and leave."""
+        return self.closed and self._pump_closed
+
+
+def _close_with(link: Link, error: AmqpConditionError, topic: str) -> None:
+    log.warning(
+        "link detached", extra={"link": link.name, "topic": topic, "condition": error.condition, "reason": error.description}
+    )
+    link.condition = error.to_condition()
+    link.close()
+
+
+BridgedLink = InboundLink | OutboundLink
+"""Either kind of bridged link (the core holds both in one registry)."""

@@ -1,0 +1,31 @@
+"""What a bridged link may use: the narrow view of the bridge below the links.
+
+A link gets a :class:`LinkContext` and nothing else of the bridge, so control flows one way:
+the core (``amqp_kafka_bridge.core``) attaches, drains and closes links; links settle
+deliveries, produce records and run their consumers, and never call back up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amqp_kafka_bridge.converters import MessageConverter
+from amqp_kafka_bridge.kafka_io import ProducerPump, Signal
+from amqp_kafka_bridge.metrics import BridgeMetrics
+from amqp_kafka_bridge.settings import BridgeSettings
+
+
+@dataclass(frozen=True)
+class LinkContext:
+    """Shared by every link of one bridge; used on the reactor thread only.
+
+    ``converter`` is the configured body format, chosen once; ``producer`` is the bridge's one
+    Kafka producer (its reports come back to each link's ``on_ack`` through the core);
+    ``records_signal`` is what a link's consumer sets when it has records for the reactor.
+    """
+
+    settings: BridgeSettings
+    metrics: BridgeMetrics
+    converter: MessageConverter
+    producer: ProducerPump
+    records_signal: Signal

@@ -1,0 +1,171 @@
+"""The bridge's core: the registry of bridged links above them, and the Kafka clients they share.
+
+It attaches links (after checking the topic), detaches them with an error, drains them
+(no new credit or sends; in-flight deliveries still settle) and closes them. It forwards
+the Kafka threads' wake-ups to the links: producer reports to the token each record was
+produced with, new consumer records to the sender links. Links get only a
+:class:`~amqp_kafka_bridge.context.LinkContext` and never call back here; the core learns
+that a link ended from proton (``forget``), whether the peer or the link itself closed it.
+
+Everything here runs on the reactor thread except ``start`` and ``shutdown``, which run
+before the reactor starts and after it ended, and the three signals, which Kafka threads set.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future
+
+from proton import Link
+from proton.reactor import ApplicationEvent, EventInjector
+
+from amqp_kafka_bridge.context import LinkContext
+from amqp_kafka_bridge.converters import converter_for
+from amqp_kafka_bridge.errors import INTERNAL_ERROR, AmqpConditionError
+from amqp_kafka_bridge.kafka_io import ProducerPump, Signal, SourceSpec, TopicAdmin
+from amqp_kafka_bridge.links import BridgedLink, InboundLink, OutboundLink
+from amqp_kafka_bridge.metrics import BridgeMetrics
+from amqp_kafka_bridge.settings import BridgeSettings
+
+log = logging.getLogger("bridge.core")
+
+# Reactor events the Kafka threads inject (the handler's on_kafka_acks, on_kafka_records, on_topic_checks).
+KAFKA_ACKS, KAFKA_RECORDS, TOPIC_CHECKS = "kafka_acks", "kafka_records", "topic_checks"
+
+
+class BridgeCore:
+    """The links of one bridge, and the producer, admin client and reactor wake-ups they share."""
+
+    def __init__(self, settings: BridgeSettings, metrics: BridgeMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.injector = EventInjector()
+        self.acks_signal = Signal(lambda: self.injector.trigger(ApplicationEvent(KAFKA_ACKS)))
+        self.records_signal = Signal(lambda: self.injector.trigger(ApplicationEvent(KAFKA_RECORDS)))
+        self.checks_signal = Signal(lambda: self.injector.trigger(ApplicationEvent(TOPIC_CHECKS)))
+        self.producer = ProducerPump(settings.producer_config(), self.acks_signal)
+        self.admin = TopicAdmin(settings.admin_config(), settings.topic_partitions)
+        self.context = LinkContext(settings, metrics, converter_for(settings.converter), self.producer, self.records_signal)
+        self._links: dict[Link, BridgedLink] = {}
+        self._checks: list[tuple[BridgedLink, Future[None]]] = []
+        self._closing: list[BridgedLink] = []  # forgotten, but still waiting for a dead-letter ack to close their consumer
+        self._draining = False
+
+    def start(self) -> None:
+        """Start the producer's report thread (before the reactor runs)."""
+        self.producer.start()
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    @property
+    def links(self) -> list[BridgedLink]:
+        """The links being bridged now (a copy)."""
+        return list(self._links.values())
+
+    def bridged(self, link: Link) -> BridgedLink | None:
+        """The bridged state of a proton link, or None (never attached, refused, or already forgotten)."""
+        return self._links.get(link)
+
+    def attach_inbound(self, link: Link, topic: str) -> None:
+        """Bridge ``link`` (the bridge receives on it) to ``topic``; credit flows once the topic check passes."""
+        self._attach(InboundLink(self.context, link, topic))
+
+    def attach_outbound(self, link: Link, spec: SourceSpec) -> None:
+        """Bridge ``spec``'s topic to ``link`` (the bridge sends on it); the consumer starts once the topic check passes."""
+        self._attach(OutboundLink(self.context, link, spec))
+
+    def _attach(self, bridged: BridgedLink) -> None:
+        self._links[bridged.link] = bridged
+        self.metrics.links.labels(bridged.role).inc()
+        if self._draining:
+            bridged.drain()
+        future = self.admin.check(
+            bridged.topic, self.settings.auto_create_topics, timeout=min(10.0, self.settings.delivery_timeout_s)
+        )
+        self._checks.append((bridged, future))
+        future.add_done_callback(lambda _f: self.checks_signal.set())
+
+    def on_topic_checks(self) -> None:
+        """Start the links whose topic is good; detach those whose topic check failed, with its condition."""
+        self.checks_signal.clear()
+        waiting = []
+        for bridged, future in self._checks:
+            if not future.done():
+                waiting.append((bridged, future))
+            elif not bridged.closed:
+                error = future.exception()
+                if error is None:
+                    bridged.start()
+                elif isinstance(error, AmqpConditionError):
+                    self.detach(bridged, error)
+                else:
+                    self.detach(bridged, AmqpConditionError(INTERNAL_ERROR, f"topic check failed: {error}"))
+        self._checks = waiting
+
+    def detach(self, bridged: BridgedLink, error: AmqpConditionError) -> None:
+        """Close ``bridged``'s link with ``error`` for the peer, and stop bridging it."""
+        bridged.detach(error)
+        self.forget(bridged.link)
+
+    def forget(self, link: Link) -> None:
+        """``link`` ended (closed by either side, or its connection is gone): stop bridging it and free its state."""
+        bridged = self._links.pop(link, None)
+        if bridged is None:
+            return
+        self.metrics.links.labels(bridged.role).dec()
+        bridged.close()
+        if not bridged.finished:
+            self._closing.append(bridged)
+
+    def on_kafka_acks(self) -> None:
+        """Hand each producer report to the token its record was produced with (an in-flight delivery or a dead letter)."""
+        self.acks_signal.clear()
+        acks = self.producer.acks
+        while acks:
+            ack = acks.popleft()
+            ack.token.on_ack(ack)
+        if self._closing:
+            self._closing = [b for b in self._closing if not b.finished]
+
+    def on_kafka_records(self) -> None:
+        """Consumers brought records: let every sender link send what its peer has credit for."""
+        self.records_signal.clear()
+        for bridged in list(self._links.values()):
+            if isinstance(bridged, OutboundLink):
+                bridged.send_available()
+
+    def drain(self) -> None:
+        """Stop taking new work: no new credit to AMQP senders, nothing new sent to AMQP receivers.
+
+        Deliveries in flight still settle (Kafka acks in, peer outcomes out); watch ``in_flight``.
+        Links attached from now on start drained.
+        """
+        self._draining = True
+        for bridged in list(self._links.values()):
+            bridged.drain()
+
+    def in_flight(self) -> int:
+        """Deliveries (and dead-letter writes) not settled yet, over all links."""
+        return sum(b.in_flight for b in self._links.values())
+
+    def close(self) -> None:
+        """Stop bridging every link: consumers commit what was accepted and leave their groups."""
+        for link in list(self._links):
+            self.forget(link)
+
+    def shutdown(self, flush_timeout: float = 5.0) -> int:
+        """After the reactor ended: flush and close the producer, then every consumer and the admin client.
+
+        Returns how many produced records Kafka never acknowledged (their deliveries stay unsettled,
+        so their senders resend them).
+        """
+        unflushed = self.producer.flush(flush_timeout)
+        self.producer.close(1.0)
+        self.close()
+        for bridged in self._closing:
+            bridged.close(force=True)
+        self._closing.clear()
+        self.admin.close()
+        return unflushed
