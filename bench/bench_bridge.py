@@ -157,8 +157,14 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -
     raise TimeoutError(f"port {port} not open")
 
 
-def start_bridge(kafka: str, workers: int = 1, linger_ms: float | None = None) -> tuple[subprocess.Popen[bytes], int, int]:
-    """The bridge in server mode on free ports, ready; ``linger_ms`` overrides the producer's default linger."""
+def start_bridge(
+    kafka: str, workers: int = 1, linger_ms: float | None = None, src: Path | None = None
+) -> tuple[subprocess.Popen[bytes], int, int]:
+    """The bridge in server mode on free ports, ready; ``linger_ms`` overrides the producer's default linger.
+
+    ``src``: import ``amqp_kafka_bridge`` from this folder instead of the installed one (a
+    ``bridge/src`` of another commit), to measure a before and an after in one run.
+    """
     amqp_port, http_port = free_port(), free_port()
     cmd = [
         sys.executable,
@@ -173,7 +179,7 @@ def start_bridge(kafka: str, workers: int = 1, linger_ms: float | None = None) -
         "--log-level",
         "WARNING",
     ]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([*([str(src)] if src else []), str(ROOT)]))
     if linger_ms is not None:
         env["BRIDGE_KAFKA_PRODUCER__LINGER_MS"] = f"{linger_ms:g}"
     proc = subprocess.Popen([*cmd, "--workers", str(workers)], cwd=ROOT, env=env)
@@ -303,30 +309,43 @@ def direct_consume(res: Results, kafka: str, topic: str, count: int, group: str)
     consumer.close()
 
 
-def measure_bridge(res: Results, kafka: str, count: int, size: int, latency_n: int, run_id: str, direct_topic: str) -> None:
-    """AMQP -> Kafka (rate, CPU per message, latency) and Kafka -> AMQP through one bridge process, default settings."""
-    bridge, amqp_port, _ = start_bridge(kafka)
+def measure_bridge(
+    res: Results,
+    kafka: str,
+    count: int,
+    size: int,
+    latency_n: int,
+    run_id: str,
+    direct_topic: str,
+    name: str = "bridge",
+    src: Path | None = None,
+) -> None:
+    """AMQP -> Kafka (rate, CPU per message, latency) and Kafka -> AMQP through one bridge process, default settings.
+
+    Figures are named ``<name>_in``, ``<name>_p50``, ...; ``src`` as for :func:`start_bridge`.
+    """
+    bridge, amqp_port, _ = start_bridge(kafka, src=src)
     try:
         url = f"amqp://127.0.0.1:{amqp_port}"
-        topic = f"bench-bridge-{run_id}"
+        topic = f"bench-{name}-{run_id}"
         send(url, topic, 100, size)  # creates the topic, warms the producer
         cpu0 = cpu_seconds(bridge.pid)
         s = send(url, topic, count, size)
-        res.figure("bridge_in_cpu_us_per_msg", (cpu_seconds(bridge.pid) - cpu0) / count * 1e6, "us/msg")
-        res.figure("bridge_in", count / (s.t1 - s.t0), "msg/s")
+        res.figure(f"{name}_in_cpu_us_per_msg", (cpu_seconds(bridge.pid) - cpu0) / count * 1e6, "us/msg")
+        res.figure(f"{name}_in", count / (s.t1 - s.t0), "msg/s")
         lat = send(url, topic, latency_n, size, window=1).latencies
-        res.figure("bridge_p50", pct(lat, 0.5) * 1e3, "ms")
-        res.figure("bridge_p99", pct(lat, 0.99) * 1e3, "ms")
+        res.figure(f"{name}_p50", pct(lat, 0.5) * 1e3, "ms")
+        res.figure(f"{name}_p99", pct(lat, 0.99) * 1e3, "ms")
 
-        r = Receiver(url, f"{direct_topic}/group.id/bench-{run_id}", count)
+        r = Receiver(url, f"{direct_topic}/group.id/bench-{name}-{run_id}", count)
         cpu0 = cpu_seconds(bridge.pid)
         Container(r).run()
         res.figure(
-            "bridge_out_cpu_us_per_msg", (cpu_seconds(bridge.pid) - cpu0) / count * 1e6, "us/msg", "includes the group join"
+            f"{name}_out_cpu_us_per_msg", (cpu_seconds(bridge.pid) - cpu0) / count * 1e6, "us/msg", "includes the group join"
         )
-        res.figure("bridge_out", (count - 1) / (r.t1 - r.first), "msg/s", "steady state, after the group join")
-        res.figure("bridge_out_join", r.first - r.t0, "s", "attach to first message (consumer group join)")
-        res.figure("bridge_peak_rss", peak_rss_mb(bridge.pid), "MB")
+        res.figure(f"{name}_out", (count - 1) / (r.t1 - r.first), "msg/s", "steady state, after the group join")
+        res.figure(f"{name}_out_join", r.first - r.t0, "s", "attach to first message (consumer group join)")
+        res.figure(f"{name}_peak_rss", peak_rss_mb(bridge.pid), "MB")
     finally:
         stop(bridge)
 
@@ -370,7 +389,7 @@ def measure_linger(res: Results, kafka: str, count: int, size: int, latency_n: i
             stop(bridge)
 
 
-def run(res: Results, count: int, size: int, kafka: str, lingers: list[float]) -> None:
+def run(res: Results, count: int, size: int, kafka: str, lingers: list[float], compare_src: Path | None = None) -> None:
     run_id = uuid.uuid4().hex[:6]
     latency_n = min(500, count)
     direct_topic = f"bench-direct-{run_id}"
@@ -379,6 +398,13 @@ def run(res: Results, count: int, size: int, kafka: str, lingers: list[float]) -
     direct_produce(res, kafka, direct_topic, count, size)
     direct_produce_latency(res, kafka, f"bench-latency-{run_id}", latency_n, size)
     measure_bridge(res, kafka, count, size, latency_n, run_id, direct_topic)
+    if compare_src is not None:
+        measure_bridge(res, kafka, count, size, latency_n, run_id, direct_topic, name="compared", src=compare_src)
+        for fig, better in (("in", True), ("in_cpu_us_per_msg", False), ("p50", False), ("p99", False), ("out", True)):
+            res.ratio(f"bridge_{fig}_vs_compared", f"bridge_{fig}", f"compared_{fig}", higher_is_better=better)
+        res.ratio("compared_in_vs_raw_receive", "compared_in", "raw_receive")
+        res.ratio("compared_p50_vs_raw_p50", "compared_p50", "raw_p50", higher_is_better=False)
+        res.ratio("compared_out_vs_raw_send", "compared_out", "raw_send")
     measure_workers(res, kafka, count, size, run_id)
     direct_consume(res, kafka, direct_topic, count, f"bench-direct-{run_id}")
     if lingers:
@@ -416,6 +442,16 @@ def report(res: Results) -> str:
         f" (bridge p50 is {r['bridge_p50_vs_direct_produce_p50']:.1f}x of it)",
         f"  bridge peak RSS {f['bridge_peak_rss']:.0f} MB",
     ]
+    if "compared_in" in f:
+        lines.append(
+            f"  compared bridge ({res.params['compare_src']}): in {f['compared_in']:,.0f} msg/s ({r['compared_in_vs_raw_receive']:.2f}x raw),"
+            f" {f['compared_in_cpu_us_per_msg']:.0f} us CPU/msg, p50 {f['compared_p50']:.2f} ms, out {f['compared_out']:,.0f} msg/s"
+            f" ({r['compared_out_vs_raw_send']:.2f}x raw send)"
+        )
+        lines.append(
+            f"  this bridge vs compared: in x{r['bridge_in_vs_compared']:.2f}, CPU/msg x{r['bridge_in_cpu_us_per_msg_vs_compared']:.2f},"
+            f" p50 x{r['bridge_p50_vs_compared']:.2f}, out x{r['bridge_out_vs_compared']:.2f}"
+        )
     for name in [k for k in f if k.startswith("bridge_in_linger") and k.endswith("ms")]:
         tag = name.removeprefix("bridge_in_")
         lines.append(
@@ -436,17 +472,25 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("KAFKA_BOOTSTRAP"),
         help="default: KAFKA_BOOTSTRAP, else a private Kafka for the run",
     )
+    parser.add_argument(
+        "--compare-src",
+        type=Path,
+        help="also measure the bridge imported from this folder (e.g. a bridge/src exported from an older commit), same run",
+    )
     add_json_argument(parser)
     args = parser.parse_args(argv)
     lingers = [float(v) for v in args.linger_ms.split(",") if v.strip()]
-    res = Results("bench_bridge", {"messages": args.messages, "size": args.size, "linger_ms": lingers})
+    res = Results(
+        "bench_bridge",
+        {"messages": args.messages, "size": args.size, "linger_ms": lingers, "compare_src": str(args.compare_src or "")},
+    )
     if args.kafka_bootstrap:
-        run(res, args.messages, args.size, args.kafka_bootstrap, lingers)
+        run(res, args.messages, args.size, args.kafka_bootstrap, lingers, args.compare_src)
     else:
         from bench.common import services
 
         with services() as (_amqp_url, kafka_bootstrap):
-            run(res, args.messages, args.size, kafka_bootstrap, lingers)
+            run(res, args.messages, args.size, kafka_bootstrap, lingers, args.compare_src)
     print(report(res))
     res.write(args.json)
     return 0
