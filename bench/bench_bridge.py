@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -350,6 +351,43 @@ def measure_bridge(
         stop(bridge)
 
 
+def measure_inbound_ab(
+    res: Results, kafka: str, count: int, size: int, latency_n: int, run_id: str, compare_src: Path, rounds: int
+) -> None:
+    """AMQP -> Kafka rate, CPU per message and p50 of this bridge and of ``compare_src``, interleaved.
+
+    On a machine whose load swings, two bridges measured one after the other are not
+    comparable; here they alternate, ``rounds`` times each (this, compared, compared with
+    this bridge's 1 ms linger), and the medians are recorded (``ab_<variant>_in``, ...).
+    """
+    variants = [("this", None, None), ("compared", compare_src, None), ("compared_linger1", compare_src, 1.0)]
+    seen: dict[str, dict[str, list[float]]] = {v[0]: {"in": [], "cpu": [], "p50": []} for v in variants}
+    for round_ in range(rounds):
+        for variant, src, linger in variants:
+            bridge, amqp_port, _ = start_bridge(kafka, linger_ms=linger, src=src)
+            try:
+                url = f"amqp://127.0.0.1:{amqp_port}"
+                topic = f"bench-ab-{variant}-{run_id}"
+                send(url, topic, 100, size)
+                cpu0 = cpu_seconds(bridge.pid)
+                s = send(url, topic, count, size)
+                seen[variant]["cpu"].append((cpu_seconds(bridge.pid) - cpu0) / count * 1e6)
+                seen[variant]["in"].append(count / (s.t1 - s.t0))
+                seen[variant]["p50"].append(pct(send(url, topic, latency_n, size, window=1).latencies, 0.5) * 1e3)
+            finally:
+                stop(bridge)
+            print(f"  a/b round {round_ + 1}/{rounds} {variant}: {seen[variant]['in'][-1]:,.0f} msg/s, "
+                  f"{seen[variant]['cpu'][-1]:.0f} us CPU/msg, p50 {seen[variant]['p50'][-1]:.2f} ms", flush=True)  # fmt: skip
+    for variant, values in seen.items():
+        res.figure(f"ab_{variant}_in", statistics.median(values["in"]), "msg/s", f"median of {rounds}, interleaved")
+        res.figure(f"ab_{variant}_cpu_us_per_msg", statistics.median(values["cpu"]), "us/msg", f"median of {rounds}")
+        res.figure(f"ab_{variant}_p50", statistics.median(values["p50"]), "ms", f"median of {rounds}")
+    for other in ("compared", "compared_linger1"):
+        res.ratio(f"ab_in_vs_{other}", "ab_this_in", f"ab_{other}_in")
+        res.ratio(f"ab_cpu_vs_{other}", "ab_this_cpu_us_per_msg", f"ab_{other}_cpu_us_per_msg", higher_is_better=False)
+        res.ratio(f"ab_p50_vs_{other}", "ab_this_p50", f"ab_{other}_p50", higher_is_better=False)
+
+
 def measure_workers(res: Results, kafka: str, count: int, size: int, run_id: str) -> None:
     """One worker and two, each fed by two sender processes (so the comparison isolates the workers)."""
     for workers in (1, 2):
@@ -389,9 +427,22 @@ def measure_linger(res: Results, kafka: str, count: int, size: int, latency_n: i
             stop(bridge)
 
 
-def run(res: Results, count: int, size: int, kafka: str, lingers: list[float], compare_src: Path | None = None) -> None:
+def run(
+    res: Results,
+    count: int,
+    size: int,
+    kafka: str,
+    lingers: list[float],
+    compare_src: Path | None = None,
+    rounds: int = 3,
+    ab_only: bool = False,
+) -> None:
     run_id = uuid.uuid4().hex[:6]
     latency_n = min(500, count)
+    if compare_src is not None:
+        measure_inbound_ab(res, kafka, count, size, min(300, count), run_id, compare_src, rounds)
+        if ab_only:
+            return
     direct_topic = f"bench-direct-{run_id}"
     measure_raw(res, count, size, latency_n)
     measure_raw_source(res, count, size)
@@ -426,7 +477,16 @@ def run(res: Results, count: int, size: int, kafka: str, lingers: list[float], c
 def report(res: Results) -> str:
     f = {k: v["value"] for k, v in res.figures.items()}
     r = {k: v["value"] for k, v in res.ratios.items()}
+    ab = [
+        f"  interleaved a/b, median of {res.params.get('rounds')}: {v:>16}: {f[f'ab_{v}_in']:>7,.0f} msg/s,"
+        f" {f[f'ab_{v}_cpu_us_per_msg']:.0f} us CPU/msg, p50 {f[f'ab_{v}_p50']:.2f} ms"
+        for v in ("this", "compared", "compared_linger1")
+        if f"ab_{v}_in" in f
+    ]
+    if "raw_receive" not in f:
+        return "\n".join(["bridge a/b benchmark", *ab])
     lines = [
+        *ab,
         f"bridge benchmark: {res.params['messages']} messages of {res.params['size']} bytes, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
         f"  raw proton receive loop        {f['raw_receive']:>10,.0f} msg/s   {f['raw_receive_cpu_us_per_msg']:6.0f} us CPU/msg",
         f"  AMQP->Kafka through bridge     {f['bridge_in']:>10,.0f} msg/s   {f['bridge_in_cpu_us_per_msg']:6.0f} us CPU/msg   {r['bridge_in_vs_raw_receive']:.2f}x of raw loop (aim >= 1.0x)",
@@ -472,6 +532,8 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("KAFKA_BOOTSTRAP"),
         help="default: KAFKA_BOOTSTRAP, else a private Kafka for the run",
     )
+    parser.add_argument("--ab-only", action="store_true", help="with --compare-src: only the interleaved AMQP->Kafka comparison")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per variant with --compare-src (default 3)")
     parser.add_argument(
         "--compare-src",
         type=Path,
@@ -482,15 +544,21 @@ def main(argv: list[str] | None = None) -> int:
     lingers = [float(v) for v in args.linger_ms.split(",") if v.strip()]
     res = Results(
         "bench_bridge",
-        {"messages": args.messages, "size": args.size, "linger_ms": lingers, "compare_src": str(args.compare_src or "")},
+        {
+            "messages": args.messages,
+            "size": args.size,
+            "linger_ms": lingers,
+            "compare_src": str(args.compare_src or ""),
+            "rounds": args.rounds,
+        },
     )
     if args.kafka_bootstrap:
-        run(res, args.messages, args.size, args.kafka_bootstrap, lingers, args.compare_src)
+        run(res, args.messages, args.size, args.kafka_bootstrap, lingers, args.compare_src, args.rounds, args.ab_only)
     else:
         from bench.common import services
 
         with services() as (_amqp_url, kafka_bootstrap):
-            run(res, args.messages, args.size, kafka_bootstrap, lingers, args.compare_src)
+            run(res, args.messages, args.size, kafka_bootstrap, lingers, args.compare_src, args.rounds, args.ab_only)
     print(report(res))
     res.write(args.json)
     return 0
