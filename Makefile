@@ -83,7 +83,7 @@ test-unit: setup
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) -m bench $(BENCH_ARGS)
+	$(PY) -m bench --json $(or $(BENCH_JSON),.run/bench.json) $(BENCH_ARGS)
 
 lint: setup lint-cycles
 	$(PY) -m ruff check .

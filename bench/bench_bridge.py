@@ -1,19 +1,21 @@
 """Benchmark of the AMQP<->Kafka bridge against baselines measured in the same run.
 
-    python -m bench.bench_bridge [--messages 20000] [--size 100]
+    python -m bench.bench_bridge [--messages 20000] [--size 100] [--linger-ms 0,2,5] [--json FILE]
 
-Uses the running services when ``AMQP_URL``/``KAFKA_BOOTSTRAP`` are set (``make up``), else
-starts private ones for the run (``bench.common.services``). Prints:
+Uses the running Kafka when ``KAFKA_BOOTSTRAP`` is set (``make up``), else starts a private
+one for the run (``bench.common.services``). Measures, each contestant as its own process:
 
 * AMQP -> Kafka through the bridge (unsettled sender, acks=all) vs a raw proton receive
-  loop that accepts at once (the Python event-loop ceiling), and vs confluent-kafka
-  producing the same messages directly;
-* Kafka -> AMQP through the bridge vs a direct confluent-kafka consumer;
-* the bridge's added latency (p50/p99, one message in flight) over the raw loop's;
-* the bridge process's peak RSS, to show memory stays flat.
+  loop that accepts at once (the Python event-loop ceiling) fed by the same sender, and vs
+  confluent-kafka producing the same messages directly;
+* the CPU seconds the bridge process used per message on that path, vs the raw loop's;
+* the added latency (p50/p99, one message in flight) vs the raw loop's;
+* two worker processes (``--workers 2``) vs one, both fed by two sender processes;
+* Kafka -> AMQP through the bridge vs a raw proton send loop (a listener that sends
+  pre-built messages as fast as the same receiver gives credit), and vs a direct consumer;
+* the bridge's peak RSS; with ``--linger-ms``, rate and latency for each producer linger.
 
-Every contestant runs as its own process, like a deployed bridge; the sender/receiver
-client is this process.
+``--json FILE`` writes every figure and ratio, with the baseline beside it (bench.results).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -34,6 +37,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from proton import Message
 from proton.handlers import MessagingHandler
 from proton.reactor import Container
+
+from bench.common import cpu_seconds
+from bench.results import Results, add_json_argument
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,6 +59,28 @@ class RawReceiver(MessagingHandler):
 
     def on_start(self, event: Any) -> None:
         event.container.listen(self.url)
+
+
+class RawSource(MessagingHandler):
+    """The outbound baseline: a proton listener that sends ``count`` messages to whoever attaches, as credit allows."""
+
+    def __init__(self, url: str, count: int, size: int) -> None:
+        super().__init__()
+        self.url, self.count, self.body = url, count, b"x" * size
+        self.sent = 0
+
+    def on_start(self, event: Any) -> None:
+        event.container.listen(self.url)
+
+    def on_link_opening(self, event: Any) -> None:
+        if event.link.is_sender:
+            event.link.source.copy(event.link.remote_source)
+
+    def on_sendable(self, event: Any) -> None:
+        sender = event.sender
+        while sender.credit and self.sent < self.count:
+            sender.send(Message(body=self.body, inferred=True))
+            self.sent += 1
 
 
 class Sender(MessagingHandler):
@@ -130,7 +158,14 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -
     raise TimeoutError(f"port {port} not open")
 
 
-def start_bridge(kafka: str, workers: int = 1) -> tuple[subprocess.Popen[bytes], int, int]:
+def start_bridge(
+    kafka: str, workers: int = 1, linger_ms: float | None = None, src: Path | None = None
+) -> tuple[subprocess.Popen[bytes], int, int]:
+    """The bridge in server mode on free ports, ready; ``linger_ms`` overrides the producer's default linger.
+
+    ``src``: import ``amqp_kafka_bridge`` from this folder instead of the installed one (a
+    ``bridge/src`` of another commit), to measure a before and an after in one run.
+    """
     amqp_port, http_port = free_port(), free_port()
     cmd = [
         sys.executable,
@@ -145,7 +180,10 @@ def start_bridge(kafka: str, workers: int = 1) -> tuple[subprocess.Popen[bytes],
         "--log-level",
         "WARNING",
     ]
-    proc = subprocess.Popen([*cmd, "--workers", str(workers)], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([*([str(src)] if src else []), str(ROOT)]))
+    if linger_ms is not None:
+        env["BRIDGE_KAFKA_PRODUCER__LINGER_MS"] = f"{linger_ms:g}"
+    proc = subprocess.Popen([*cmd, "--workers", str(workers)], cwd=ROOT, env=env)
     try:
         # with --workers the supervisor serves http_port and is ready once every worker is
         wait_until_ready(f"http://127.0.0.1:{http_port}", 30, proc)
@@ -178,96 +216,308 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run(count: int, size: int, kafka: str) -> dict[str, float]:
-    results: dict[str, float] = {}
-    run_id = uuid.uuid4().hex[:6]
-    latency_n = min(500, count)
+def in_own_process(code: str) -> subprocess.Popen[bytes]:
+    """Run ``code`` (a baseline) in a Python process of its own, with the repository importable."""
+    return subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); {code}"], cwd=ROOT)
 
-    # 1. raw proton receive loop, in its own process
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def measure_raw(res: Results, count: int, size: int, latency_n: int) -> None:
+    """The raw proton receive loop: rate, CPU per message and one-in-flight latency, with the benchmark's sender."""
     port = free_port()
-    code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from bench.bench_bridge import RawReceiver; from proton.reactor import Container; Container(RawReceiver('amqp://127.0.0.1:{port}')).run()"
-    raw = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    raw = in_own_process(
+        f"from bench.bench_bridge import RawReceiver; from proton.reactor import Container; "
+        f"Container(RawReceiver('amqp://127.0.0.1:{port}')).run()"
+    )
     try:
         wait_port(port, raw)
-        s = send(f"amqp://127.0.0.1:{port}", "bench", count, size)
-        results["raw_proton_msgs"] = count / (s.t1 - s.t0)
-        lat = send(f"amqp://127.0.0.1:{port}", "bench", latency_n, size, window=1).latencies
-        results["raw_p50_ms"], results["raw_p99_ms"] = pct(lat, 0.5) * 1e3, pct(lat, 0.99) * 1e3
+        url = f"amqp://127.0.0.1:{port}"
+        send(url, "bench", 100, size)
+        cpu0 = cpu_seconds(raw.pid)
+        s = send(url, "bench", count, size)
+        res.figure("raw_receive_cpu_us_per_msg", (cpu_seconds(raw.pid) - cpu0) / count * 1e6, "us/msg")
+        res.figure("raw_receive", count / (s.t1 - s.t0), "msg/s")
+        lat = send(url, "bench", latency_n, size, window=1).latencies
+        res.figure("raw_p50", pct(lat, 0.5) * 1e3, "ms")
+        res.figure("raw_p99", pct(lat, 0.99) * 1e3, "ms")
     finally:
-        raw.kill()
-        raw.wait()
+        stop(raw)
 
-    # 2. confluent-kafka producing the same messages directly (idempotent, acks=all)
+
+def measure_raw_source(res: Results, count: int, size: int) -> None:
+    """The raw proton send loop, read by the same receiver the bridge's outbound path is read by."""
+    port = free_port()
+    raw = in_own_process(
+        f"from bench.bench_bridge import RawSource; from proton.reactor import Container; "
+        f"Container(RawSource('amqp://127.0.0.1:{port}', {count}, {size})).run()"
+    )
+    try:
+        wait_port(port, raw)
+        r = Receiver(f"amqp://127.0.0.1:{port}", "bench", count)
+        Container(r).run()
+        res.figure("raw_send", (count - 1) / (r.t1 - r.first), "msg/s")
+    finally:
+        stop(raw)
+
+
+def direct_produce(res: Results, kafka: str, topic: str, count: int, size: int) -> None:
     producer = Producer({"bootstrap.servers": kafka, "enable.idempotence": True, "acks": "all", "linger.ms": 2})
-    topic_direct = f"bench-direct-{run_id}"
-    producer.produce(topic_direct, b"warm-up")
+    producer.produce(topic, b"warm-up")
     producer.flush(30)
     body = b"x" * size
     t0 = time.perf_counter()
     for _ in range(count):
         while True:
             try:
-                producer.produce(topic_direct, body)
+                producer.produce(topic, body)
                 break
             except BufferError:
                 producer.poll(0.01)
     producer.flush(60)
-    results["direct_produce_msgs"] = count / (time.perf_counter() - t0)
+    res.figure("direct_produce", count / (time.perf_counter() - t0), "msg/s")
 
-    # 3. AMQP -> Kafka through the bridge, and 4. Kafka -> AMQP through it
-    bridge, amqp_port, _ = start_bridge(kafka)
-    try:
-        url = f"amqp://127.0.0.1:{amqp_port}"
-        topic = f"bench-bridge-{run_id}"
-        send(url, topic, 100, size)  # creates the topic, warms the producer
-        s = send(url, topic, count, size)
-        results["bridge_in_msgs"] = count / (s.t1 - s.t0)
-        lat = send(url, topic, latency_n, size, window=1).latencies
-        results["bridge_p50_ms"], results["bridge_p99_ms"] = pct(lat, 0.5) * 1e3, pct(lat, 0.99) * 1e3
 
-        r = Receiver(url, f"{topic_direct}/group.id/bench-{run_id}", count)
-        Container(r).run()
-        results["bridge_out_msgs"] = (count - 1) / (r.t1 - r.first)  # steady state, after the group join
-        results["bridge_out_join_s"] = r.first - r.t0
-        results["bridge_peak_rss_mb"] = peak_rss_mb(bridge.pid)
-    finally:
-        bridge.terminate()
-        bridge.wait(30)
+def direct_produce_latency(res: Results, kafka: str, topic: str, count: int, size: int) -> None:
+    """One record in flight, produce -> acks=all report, linger 0: what Kafka alone adds, the floor under the bridge's latency."""
+    producer = Producer({"bootstrap.servers": kafka, "enable.idempotence": True, "acks": "all", "linger.ms": 0})
+    producer.produce(topic, b"warm-up")
+    producer.flush(30)
+    body, lat = b"x" * size, []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        producer.produce(topic, body)
+        producer.flush(10)
+        lat.append(time.perf_counter() - t0)
+    res.figure("direct_produce_p50", pct(lat, 0.5) * 1e3, "ms", "one in flight, linger.ms=0, acks=all")
+    res.figure("direct_produce_p99", pct(lat, 0.99) * 1e3, "ms")
 
-    # 5. the same bridge as two worker processes on one port, fed by two sender processes
-    bridge, amqp_port, _ = start_bridge(kafka, workers=2)
-    try:
-        url = f"amqp://127.0.0.1:{amqp_port}"
-        topic = f"bench-workers-{run_id}"
-        send(url, topic, 100, size)
-        results["bridge_in_2workers_msgs"] = parallel_send(url, topic, count, size, senders=2)
-    finally:
-        bridge.terminate()
-        bridge.wait(30)
 
-    consumer = Consumer({"bootstrap.servers": kafka, "group.id": f"bench-direct-{run_id}", "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic_direct, 0, 1)])  # skip the warm-up record, as the bridge read it too
+def direct_consume(res: Results, kafka: str, topic: str, count: int, group: str) -> None:
+    consumer = Consumer({"bootstrap.servers": kafka, "group.id": group, "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 1)])  # skip the warm-up record, as the bridge read it too
     got, t0 = 0, time.perf_counter()
     while got < count - 1:
         got += sum(1 for m in consumer.consume(1000, 1.0) if m.error() is None)
-    results["direct_consume_msgs"] = got / (time.perf_counter() - t0)
+    res.figure("direct_consume", got / (time.perf_counter() - t0), "msg/s")
     consumer.close()
-    return results
 
 
-def report(r: dict[str, float], count: int, size: int) -> str:
-    lines = [
-        f"bridge benchmark: {count} messages of {size} bytes, {os.cpu_count()} cores",
-        f"  raw proton receive loop        {r['raw_proton_msgs']:>10,.0f} msg/s",
-        f"  AMQP->Kafka through bridge     {r['bridge_in_msgs']:>10,.0f} msg/s   {r['bridge_in_msgs'] / r['raw_proton_msgs']:6.1%} of raw proton loop (aim >= 70%)",
-        f"  same, 2 workers, 2 senders     {r['bridge_in_2workers_msgs']:>10,.0f} msg/s   x{r['bridge_in_2workers_msgs'] / r['bridge_in_msgs']:.2f} of one worker (senders share the cores)",
-        f"  confluent-kafka direct produce {r['direct_produce_msgs']:>10,.0f} msg/s   bridge is {r['bridge_in_msgs'] / r['direct_produce_msgs']:6.1%} of it",
-        f"  Kafka->AMQP through bridge     {r['bridge_out_msgs']:>10,.0f} msg/s   (after {r['bridge_out_join_s']:.1f} s to join the consumer group)",
-        f"  confluent-kafka direct consume {r['direct_consume_msgs']:>10,.0f} msg/s   bridge is {r['bridge_out_msgs'] / r['direct_consume_msgs']:6.1%} of it",
-        f"  latency, one in flight: raw p50 {r['raw_p50_ms']:.2f} ms p99 {r['raw_p99_ms']:.2f} ms; bridge p50 {r['bridge_p50_ms']:.2f} ms p99 {r['bridge_p99_ms']:.2f} ms",
-        f"  bridge added latency: p50 {r['bridge_p50_ms'] - r['raw_p50_ms']:.2f} ms, p99 {r['bridge_p99_ms'] - r['raw_p99_ms']:.2f} ms (includes Kafka acks=all)",
-        f"  bridge peak RSS {r['bridge_peak_rss_mb']:.0f} MB",
+def measure_bridge(
+    res: Results,
+    kafka: str,
+    count: int,
+    size: int,
+    latency_n: int,
+    run_id: str,
+    direct_topic: str,
+    name: str = "bridge",
+    src: Path | None = None,
+) -> None:
+    """AMQP -> Kafka (rate, CPU per message, latency) and Kafka -> AMQP through one bridge process, default settings.
+
+    Figures are named ``<name>_in``, ``<name>_p50``, ...; ``src`` as for :func:`start_bridge`.
+    """
+    bridge, amqp_port, _ = start_bridge(kafka, src=src)
+    try:
+        url = f"amqp://127.0.0.1:{amqp_port}"
+        topic = f"bench-{name}-{run_id}"
+        send(url, topic, 100, size)  # creates the topic, warms the producer
+        cpu0 = cpu_seconds(bridge.pid)
+        s = send(url, topic, count, size)
+        res.figure(f"{name}_in_cpu_us_per_msg", (cpu_seconds(bridge.pid) - cpu0) / count * 1e6, "us/msg")
+        res.figure(f"{name}_in", count / (s.t1 - s.t0), "msg/s")
+        lat = send(url, topic, latency_n, size, window=1).latencies
+        res.figure(f"{name}_p50", pct(lat, 0.5) * 1e3, "ms")
+        res.figure(f"{name}_p99", pct(lat, 0.99) * 1e3, "ms")
+
+        r = Receiver(url, f"{direct_topic}/group.id/bench-{name}-{run_id}", count)
+        cpu0 = cpu_seconds(bridge.pid)
+        Container(r).run()
+        res.figure(
+            f"{name}_out_cpu_us_per_msg", (cpu_seconds(bridge.pid) - cpu0) / count * 1e6, "us/msg", "includes the group join"
+        )
+        res.figure(f"{name}_out", (count - 1) / (r.t1 - r.first), "msg/s", "steady state, after the group join")
+        res.figure(f"{name}_out_join", r.first - r.t0, "s", "attach to first message (consumer group join)")
+        res.figure(f"{name}_peak_rss", peak_rss_mb(bridge.pid), "MB")
+    finally:
+        stop(bridge)
+
+
+def measure_inbound_ab(
+    res: Results, kafka: str, count: int, size: int, latency_n: int, run_id: str, compare_src: Path, rounds: int
+) -> None:
+    """AMQP -> Kafka rate, CPU per message and p50 of this bridge and of ``compare_src``, interleaved.
+
+    On a machine whose load swings, two bridges measured one after the other are not
+    comparable; here they alternate, ``rounds`` times each (this, compared, compared with
+    this bridge's 1 ms linger), and the medians are recorded (``ab_<variant>_in``, ...).
+    """
+    variants = [("this", None, None), ("compared", compare_src, None), ("compared_linger1", compare_src, 1.0)]
+    seen: dict[str, dict[str, list[float]]] = {v[0]: {"in": [], "cpu": [], "p50": []} for v in variants}
+    for round_ in range(rounds):
+        for variant, src, linger in variants:
+            bridge, amqp_port, _ = start_bridge(kafka, linger_ms=linger, src=src)
+            try:
+                url = f"amqp://127.0.0.1:{amqp_port}"
+                topic = f"bench-ab-{variant}-{run_id}"
+                send(url, topic, 100, size)
+                cpu0 = cpu_seconds(bridge.pid)
+                s = send(url, topic, count, size)
+                seen[variant]["cpu"].append((cpu_seconds(bridge.pid) - cpu0) / count * 1e6)
+                seen[variant]["in"].append(count / (s.t1 - s.t0))
+                seen[variant]["p50"].append(pct(send(url, topic, latency_n, size, window=1).latencies, 0.5) * 1e3)
+            finally:
+                stop(bridge)
+            print(f"  a/b round {round_ + 1}/{rounds} {variant}: {seen[variant]['in'][-1]:,.0f} msg/s, "
+                  f"{seen[variant]['cpu'][-1]:.0f} us CPU/msg, p50 {seen[variant]['p50'][-1]:.2f} ms", flush=True)  # fmt: skip
+    for variant, values in seen.items():
+        res.figure(f"ab_{variant}_in", statistics.median(values["in"]), "msg/s", f"median of {rounds}, interleaved")
+        res.figure(f"ab_{variant}_cpu_us_per_msg", statistics.median(values["cpu"]), "us/msg", f"median of {rounds}")
+        res.figure(f"ab_{variant}_p50", statistics.median(values["p50"]), "ms", f"median of {rounds}")
+    for other in ("compared", "compared_linger1"):
+        res.ratio(f"ab_in_vs_{other}", "ab_this_in", f"ab_{other}_in")
+        res.ratio(f"ab_cpu_vs_{other}", "ab_this_cpu_us_per_msg", f"ab_{other}_cpu_us_per_msg", higher_is_better=False)
+        res.ratio(f"ab_p50_vs_{other}", "ab_this_p50", f"ab_{other}_p50", higher_is_better=False)
+
+
+def measure_workers(res: Results, kafka: str, count: int, size: int, run_id: str) -> None:
+    """One worker and two, each fed by two sender processes (so the comparison isolates the workers)."""
+    for workers in (1, 2):
+        bridge, amqp_port, _ = start_bridge(kafka, workers=workers)
+        try:
+            url = f"amqp://127.0.0.1:{amqp_port}"
+            topic = f"bench-workers{workers}-{run_id}"
+            send(url, topic, 100, size)
+            cpu0 = cpu_seconds(bridge.pid)
+            res.figure(f"bridge_in_2senders_{workers}worker", parallel_send(url, topic, count, size, senders=2), "msg/s")
+            res.figure(
+                f"bridge_in_2senders_{workers}worker_cpu_us_per_msg", (cpu_seconds(bridge.pid) - cpu0) / count * 1e6, "us/msg"
+            )
+        finally:
+            stop(bridge)
+
+
+def measure_linger(res: Results, kafka: str, count: int, size: int, latency_n: int, run_id: str, lingers: list[float]) -> None:
+    """Rate, CPU per message and one-in-flight latency for each producer ``linger.ms``: the trade behind the default."""
+    for linger in lingers:
+        bridge, amqp_port, _ = start_bridge(kafka, linger_ms=linger)
+        try:
+            url = f"amqp://127.0.0.1:{amqp_port}"
+            topic = f"bench-linger-{run_id}"
+            send(url, topic, 100, size)
+            cpu0 = cpu_seconds(bridge.pid)
+            s = send(url, topic, count, size)
+            tag = f"linger{linger:g}ms"
+            res.figure(f"bridge_in_{tag}_cpu_us_per_msg", (cpu_seconds(bridge.pid) - cpu0) / count * 1e6, "us/msg")
+            res.figure(f"bridge_in_{tag}", count / (s.t1 - s.t0), "msg/s")
+            lat = send(url, topic, latency_n, size, window=1).latencies
+            res.figure(f"bridge_p50_{tag}", pct(lat, 0.5) * 1e3, "ms")
+            res.figure(f"bridge_p99_{tag}", pct(lat, 0.99) * 1e3, "ms")
+            res.ratio(f"bridge_in_{tag}_vs_raw_receive", f"bridge_in_{tag}", "raw_receive")
+            res.ratio(f"bridge_p50_{tag}_vs_raw", f"bridge_p50_{tag}", "raw_p50", target=1.5, higher_is_better=False)
+        finally:
+            stop(bridge)
+
+
+def run(
+    res: Results,
+    count: int,
+    size: int,
+    kafka: str,
+    lingers: list[float],
+    compare_src: Path | None = None,
+    rounds: int = 3,
+    ab_only: bool = False,
+) -> None:
+    run_id = uuid.uuid4().hex[:6]
+    latency_n = min(500, count)
+    if compare_src is not None:
+        measure_inbound_ab(res, kafka, count, size, min(300, count), run_id, compare_src, rounds)
+        if ab_only:
+            return
+    direct_topic = f"bench-direct-{run_id}"
+    measure_raw(res, count, size, latency_n)
+    measure_raw_source(res, count, size)
+    direct_produce(res, kafka, direct_topic, count, size)
+    direct_produce_latency(res, kafka, f"bench-latency-{run_id}", latency_n, size)
+    measure_bridge(res, kafka, count, size, latency_n, run_id, direct_topic)
+    if compare_src is not None:
+        measure_bridge(res, kafka, count, size, latency_n, run_id, direct_topic, name="compared", src=compare_src)
+        for fig, better in (("in", True), ("in_cpu_us_per_msg", False), ("p50", False), ("p99", False), ("out", True)):
+            res.ratio(f"bridge_{fig}_vs_compared", f"bridge_{fig}", f"compared_{fig}", higher_is_better=better)
+        res.ratio("compared_in_vs_raw_receive", "compared_in", "raw_receive")
+        res.ratio("compared_p50_vs_raw_p50", "compared_p50", "raw_p50", higher_is_better=False)
+        res.ratio("compared_out_vs_raw_send", "compared_out", "raw_send")
+    measure_workers(res, kafka, count, size, run_id)
+    direct_consume(res, kafka, direct_topic, count, f"bench-direct-{run_id}")
+    if lingers:
+        measure_linger(res, kafka, count, size, latency_n, run_id, lingers)
+    # The issue's "done when" targets, each against its baseline from this run.
+    res.ratio("bridge_in_vs_raw_receive", "bridge_in", "raw_receive", target=1.0)
+    res.ratio("bridge_in_vs_direct_produce", "bridge_in", "direct_produce")
+    res.ratio(
+        "bridge_in_cpu_vs_raw_receive_cpu", "bridge_in_cpu_us_per_msg", "raw_receive_cpu_us_per_msg", higher_is_better=False
+    )
+    res.ratio("bridge_p50_vs_raw_p50", "bridge_p50", "raw_p50", target=1.5, higher_is_better=False)
+    res.ratio("bridge_p99_vs_raw_p99", "bridge_p99", "raw_p99", higher_is_better=False)
+    res.ratio("bridge_p50_vs_direct_produce_p50", "bridge_p50", "direct_produce_p50", higher_is_better=False)
+    res.ratio("workers2_vs_workers1", "bridge_in_2senders_2worker", "bridge_in_2senders_1worker", target=1.6)
+    res.ratio("bridge_out_vs_raw_send", "bridge_out", "raw_send", target=1.0)
+    res.ratio("bridge_out_vs_direct_consume", "bridge_out", "direct_consume")
+
+
+def report(res: Results) -> str:
+    f = {k: v["value"] for k, v in res.figures.items()}
+    r = {k: v["value"] for k, v in res.ratios.items()}
+    ab = [
+        f"  interleaved a/b, median of {res.params.get('rounds')}: {v:>16}: {f[f'ab_{v}_in']:>7,.0f} msg/s,"
+        f" {f[f'ab_{v}_cpu_us_per_msg']:.0f} us CPU/msg, p50 {f[f'ab_{v}_p50']:.2f} ms"
+        for v in ("this", "compared", "compared_linger1")
+        if f"ab_{v}_in" in f
     ]
+    if "raw_receive" not in f:
+        return "\n".join(["bridge a/b benchmark", *ab])
+    lines = [
+        *ab,
+        f"bridge benchmark: {res.params['messages']} messages of {res.params['size']} bytes, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
+        f"  raw proton receive loop        {f['raw_receive']:>10,.0f} msg/s   {f['raw_receive_cpu_us_per_msg']:6.0f} us CPU/msg",
+        f"  AMQP->Kafka through bridge     {f['bridge_in']:>10,.0f} msg/s   {f['bridge_in_cpu_us_per_msg']:6.0f} us CPU/msg   {r['bridge_in_vs_raw_receive']:.2f}x of raw loop (aim >= 1.0x)",
+        f"  confluent-kafka direct produce {f['direct_produce']:>10,.0f} msg/s   bridge is {r['bridge_in_vs_direct_produce']:.2f}x of it",
+        f"  2 senders: 1 worker            {f['bridge_in_2senders_1worker']:>10,.0f} msg/s",
+        f"  2 senders: 2 workers           {f['bridge_in_2senders_2worker']:>10,.0f} msg/s   {r['workers2_vs_workers1']:.2f}x of one worker (aim >= 1.6x with 2 free cores)",
+        f"  raw proton send loop           {f['raw_send']:>10,.0f} msg/s",
+        f"  Kafka->AMQP through bridge     {f['bridge_out']:>10,.0f} msg/s   {r['bridge_out_vs_raw_send']:.2f}x of raw send loop (aim >= 1.0x); {f['bridge_out_join']:.2f} s to join the group",
+        f"  confluent-kafka direct consume {f['direct_consume']:>10,.0f} msg/s   bridge is {r['bridge_out_vs_direct_consume']:.2f}x of it",
+        f"  latency, one in flight: raw p50 {f['raw_p50']:.2f} ms p99 {f['raw_p99']:.2f} ms; bridge p50 {f['bridge_p50']:.2f} ms p99 {f['bridge_p99']:.2f} ms"
+        f" ({r['bridge_p50_vs_raw_p50']:.1f}x at p50, aim <= 1.5x; includes Kafka acks=all)",
+        f"  Kafka alone, produce -> ack, one in flight: p50 {f['direct_produce_p50']:.2f} ms p99 {f['direct_produce_p99']:.2f} ms"
+        f" (bridge p50 is {r['bridge_p50_vs_direct_produce_p50']:.1f}x of it)",
+        f"  bridge peak RSS {f['bridge_peak_rss']:.0f} MB",
+    ]
+    if "compared_in" in f:
+        lines.append(
+            f"  compared bridge ({res.params['compare_src']}): in {f['compared_in']:,.0f} msg/s ({r['compared_in_vs_raw_receive']:.2f}x raw),"
+            f" {f['compared_in_cpu_us_per_msg']:.0f} us CPU/msg, p50 {f['compared_p50']:.2f} ms, out {f['compared_out']:,.0f} msg/s"
+            f" ({r['compared_out_vs_raw_send']:.2f}x raw send)"
+        )
+        lines.append(
+            f"  this bridge vs compared: in x{r['bridge_in_vs_compared']:.2f}, CPU/msg x{r['bridge_in_cpu_us_per_msg_vs_compared']:.2f},"
+            f" p50 x{r['bridge_p50_vs_compared']:.2f}, out x{r['bridge_out_vs_compared']:.2f}"
+        )
+    for name in [k for k in f if k.startswith("bridge_in_linger") and k.endswith("ms")]:
+        tag = name.removeprefix("bridge_in_")
+        lines.append(
+            f"  {tag:>12}: {f[name]:>8,.0f} msg/s ({r[f'{name}_vs_raw_receive']:.2f}x raw), {f[name + '_cpu_us_per_msg']:.0f} us CPU/msg,"
+            f" p50 {f[f'bridge_p50_{tag}']:.2f} ms p99 {f[f'bridge_p99_{tag}']:.2f} ms"
+        )
     return "\n".join(lines)
 
 
@@ -276,16 +526,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('amqp-message-model')}")
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--size", type=int, default=100)
-    parser.add_argument("--kafka-bootstrap", help="default: KAFKA_BOOTSTRAP, else a private Kafka started for the run")
+    parser.add_argument("--linger-ms", default="", help="comma-separated producer linger.ms values to compare, e.g. 0,2,5")
+    parser.add_argument(
+        "--kafka-bootstrap",
+        default=os.environ.get("KAFKA_BOOTSTRAP"),
+        help="default: KAFKA_BOOTSTRAP, else a private Kafka for the run",
+    )
+    parser.add_argument("--ab-only", action="store_true", help="with --compare-src: only the interleaved AMQP->Kafka comparison")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per variant with --compare-src (default 3)")
+    parser.add_argument(
+        "--compare-src",
+        type=Path,
+        help="also measure the bridge imported from this folder (e.g. a bridge/src exported from an older commit), same run",
+    )
+    add_json_argument(parser)
     args = parser.parse_args(argv)
+    lingers = [float(v) for v in args.linger_ms.split(",") if v.strip()]
+    res = Results(
+        "bench_bridge",
+        {
+            "messages": args.messages,
+            "size": args.size,
+            "linger_ms": lingers,
+            "compare_src": str(args.compare_src or ""),
+            "rounds": args.rounds,
+        },
+    )
     if args.kafka_bootstrap:
-        results = run(args.messages, args.size, args.kafka_bootstrap)
+        run(res, args.messages, args.size, args.kafka_bootstrap, lingers, args.compare_src, args.rounds, args.ab_only)
     else:
         from bench.common import services
 
         with services() as (_amqp_url, kafka_bootstrap):
-            results = run(args.messages, args.size, kafka_bootstrap)
-    print(report(results, args.messages, args.size))
+            run(res, args.messages, args.size, kafka_bootstrap, lingers, args.compare_src, args.rounds, args.ab_only)
+    print(report(res))
+    res.write(args.json)
     return 0
 
 

@@ -48,7 +48,16 @@ def parse_args(argv: Sequence[str] | None) -> DemoSettings:
     p.add_argument("--max-topic", default=_DEFAULTS.max_topic)
     p.add_argument("--watermark", type=int, default=_DEFAULTS.watermark_s, help="watermark delay, seconds")
     p.add_argument(
-        "--drain-timeout", type=float, default=_DEFAULTS.drain_timeout, help="max seconds to wait for the last windows"
+        "--drain-timeout",
+        type=float,
+        default=_DEFAULTS.drain_timeout,
+        help="after publishing, give up waiting for the last windows when the job made no progress for this many seconds",
+    )
+    p.add_argument(
+        "--job-start-timeout",
+        type=float,
+        default=_DEFAULTS.job_start_timeout,
+        help="give up when the Spark job has not finished its first micro-batch this many seconds after it started",
     )
     p.add_argument(
         "--bridge-http-port",
@@ -76,6 +85,7 @@ def parse_args(argv: Sequence[str] | None) -> DemoSettings:
         duration=a.duration,
         watermark_s=a.watermark,
         drain_timeout=a.drain_timeout,
+        job_start_timeout=a.job_start_timeout,
         bridge_http_port=a.bridge_http_port,
         state_dir=a.state_dir.resolve(),
     )

@@ -1,10 +1,12 @@
 """The orchestration: start everything in order, print results live, stop everything in order.
 
 Order up: services, broker fan-out and Kafka topics, bridge (until ``/readyz``), Spark job,
-receiver, simulator. Order down: simulator (its in-flight readings settle), then a bounded
-drain until the job has emitted every window the watermark closes over the accepted
-readings and Kafka has them, then receiver, job, bridge, services. A second Ctrl-C skips
-the drain.
+receiver, simulator. Order down: simulator (its in-flight readings settle), then a drain
+until the job has emitted every window the watermark closes over the accepted readings
+and Kafka has them, then receiver, job, bridge, services. The drain is bounded by the
+job's own progress (its ``progress {...}`` lines, :mod:`demo.progress`), not by a fixed
+grace, so a machine too busy to start Spark quickly still completes. A second Ctrl-C
+skips the drain.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import TextIO
 from demo import commands
 from demo.children import Child
 from demo.kafka_tally import KafkaTally, window_end_ms
+from demo.progress import JobProgress
 from demo.settings import REPO_ROOT, DemoSettings
 from demo.topology import ensure_fanout, ensure_topics
 from simulators.feed import read_accepted_log
@@ -34,6 +37,7 @@ from simulators.results import WindowResult, format_row, header
 
 _BROKER_TITLES = {"artemis": "Artemis", "activemq": "ActiveMQ Classic", "rabbitmq": "RabbitMQ"}
 QUIET = 1.0  # seconds without a new result before the pending ones are printed
+STATUS_EVERY = 15.0  # seconds between "still waiting" lines while draining
 
 
 def shown(path: Path) -> str:
@@ -84,6 +88,8 @@ class Demo:
         self._kafka_readings = 0
         self._pending_rows: list[WindowResult] = []
         self._last_row_at = 0.0
+        self._job_progress = JobProgress()
+        self._job_started = 0.0
 
     def request_stop(self) -> None:
         """First call: stop publishing and drain. Second call: skip the drain."""
@@ -176,7 +182,15 @@ class Demo:
         if not self._wait_bridge_ready(bridge, timeout=60):
             return False
         self.say(f"bridge forwarding AMQP {s.temperature_address} -> Kafka {s.temperature_topic}")
-        job = Child("job", commands.job_cmd(s, amqp_url, kafka_bootstrap, jars), s.log_file("job"), env, REPO_ROOT)
+        job = Child(
+            "job",
+            commands.job_cmd(s, amqp_url, kafka_bootstrap, jars),
+            s.log_file("job"),
+            env,
+            REPO_ROOT,
+            self._job_progress.on_line,
+        )
+        self._job_started = time.monotonic()
         children.append(job)
         self.say(f"Spark job started: {s.window_s} s windows, {s.watermark_s} s watermark (log {shown(s.log_file('job'))})")
         receiver = Child(
@@ -234,19 +248,55 @@ class Demo:
         return None
 
     def _drain(self, job: Child) -> bool:
-        """Wait (bounded) until both sinks have the last window the watermark closes and Kafka has every reading."""
+        """Wait, while the job makes progress, until both sinks have the last closed window and Kafka every reading.
+
+        Bounded by progress, not by a fixed grace: before the job's first micro-batch, by
+        ``job_start_timeout`` s from the job's start (Spark starts slowly on a busy machine);
+        after it, by ``drain_timeout`` s without a new micro-batch, result or forwarded
+        reading. Every ``STATUS_EVERY`` s it says what it is still waiting for.
+        """
         s = self.s
         accepted = read_accepted_log(s.accepted_log) if s.accepted_log.exists() else []
         if not accepted:
             return False
-        self.say(f"publishing stopped; waiting up to {s.drain_timeout:g} s for the last closed windows ...")
-        deadline = time.monotonic() + s.drain_timeout
-        while time.monotonic() < deadline and not self._hurry.is_set() and job.running():
+        self.say(
+            f"publishing stopped; waiting for the last closed windows while the job makes progress "
+            f"(gives up after {s.drain_timeout:g} s without progress, or {s.job_start_timeout:g} s without a first micro-batch)"
+        )
+        last_marker: tuple[int, ...] = ()
+        quiet_since = next_status = time.monotonic()
+        next_status += STATUS_EVERY
+        while not self._hurry.is_set() and job.running():
             self._print_rows()
             if self._drained(accepted):
                 return True
+            now = time.monotonic()
+            progress = self._job_progress.snapshot()
+            with self._lock:
+                marker = (progress.batches, len(self._amqp_ends), len(self._kafka_ends), self._kafka_readings)
+            if marker != last_marker:
+                last_marker, quiet_since = marker, now
+            if progress.last_batch_at is None and now - self._job_started > s.job_start_timeout:
+                self.say(f"gave up after {s.job_start_timeout:g} s (--job-start-timeout): {self._waiting_for(accepted)}")
+                return False
+            if progress.last_batch_at is not None and now - quiet_since > s.drain_timeout:
+                self.say(f"gave up after {s.drain_timeout:g} s without progress (--drain-timeout): {self._waiting_for(accepted)}")
+                return False
+            if now >= next_status:
+                self.say(f"still waiting: {self._waiting_for(accepted)}")
+                next_status = now + STATUS_EVERY
             self._hurry.wait(0.3)
         return self._drained(accepted)
+
+    def _waiting_for(self, accepted: list[Reading]) -> str:
+        """What the drain is waiting for, in numbers."""
+        closed = self._closed_ends(accepted)
+        with self._lock:
+            on_amqp, on_kafka, forwarded = len(closed & self._amqp_ends), len(closed & self._kafka_ends), self._kafka_readings
+        return (
+            f"{self._job_progress.snapshot().describe()} of {len(accepted):,} accepted; closed windows on AMQP "
+            f"{on_amqp} of {len(closed)}, on Kafka {on_kafka} of {len(closed)}; readings in Kafka {forwarded:,} of {len(accepted):,}"
+        )
 
     def _drained(self, accepted: list[Reading]) -> bool:
         """Every window the final watermark closes is on both sinks, and every reading is in Kafka."""

@@ -35,7 +35,8 @@ class DemoSettings:
     duration: float | None = None
     window_s: int = 5
     watermark_s: int = 10
-    drain_timeout: float = 60.0
+    drain_timeout: float = 60.0  # seconds without the job progressing before the drain gives up
+    job_start_timeout: float = 300.0  # seconds from the job's start to its first micro-batch (Spark starts slowly when busy)
     bridge_http_port: int = int(os.environ.get("BRIDGE_HTTP_PORT", "8080"))
     state_dir: Path = REPO_ROOT / ".run" / "demo"
     broker: str = field(default_factory=lambda: (os.environ.get("BROKER") or "artemis").strip().lower())

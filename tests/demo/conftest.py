@@ -20,6 +20,8 @@ import pytest
 from services.settings import free_port
 from tests.demo.demo_run import PUBLISH_SECONDS, REPO_ROOT, WATERMARK_MS, WINDOW_MS, DemoRun, read_topic  # noqa: F401
 
+JOB_START_SECONDS = 240  # Spark's first micro-batch can take minutes on a busy machine
+
 
 @pytest.fixture(scope="session")
 def demo_run(amqp_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
@@ -37,6 +39,7 @@ def demo_run(amqp_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempP
         "--temperature-address", names["temperature_address"], "--max-address", names["max_address"],
         "--temperature-topic", names["temperature_topic"], "--max-topic", names["max_topic"],
         "--bridge-http-port", str(free_port()), "--state-dir", str(state_dir), "--drain-timeout", "90",
+        "--job-start-timeout", str(JOB_START_SECONDS),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     started = time.monotonic()
@@ -44,7 +47,8 @@ def demo_run(amqp_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempP
         cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
     try:
-        output, _ = proc.communicate(timeout=PUBLISH_SECONDS + 180)
+        # A backstop only: the demo bounds its own waits (job start, then 90 s without progress).
+        output, _ = proc.communicate(timeout=PUBLISH_SECONDS + JOB_START_SECONDS + 240)
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGTERM)  # the demo stops its children in order
         try:

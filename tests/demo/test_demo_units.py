@@ -100,3 +100,19 @@ def test_find_descendant_matches_python_processes_by_argument(tmp_path: Path) ->
         assert found is not None and found != child.pid
     finally:
         child.stop(signal.SIGTERM, timeout=10)
+
+
+def test_job_progress_counts_batches_and_the_slowest_querys_rows() -> None:
+    from demo.progress import JobProgress
+
+    progress = JobProgress()
+    assert progress.snapshot().last_batch_at is None
+    assert "not finished its first micro-batch" in progress.snapshot().describe()
+    assert not progress.on_line("26/12/02 WARN something else")
+    assert not progress.on_line("progress {not json")
+    assert progress.on_line('progress {"query": "amqp", "batch": 0, "input_rows": 120}')
+    assert progress.on_line('2026 stderr prefix progress {"query": "kafka", "batch": 0, "input_rows": 80}')
+    assert progress.on_line('progress {"query": "kafka", "batch": 1, "input_rows": 0}')  # a no-data batch still counts
+    snap = progress.snapshot()
+    assert (snap.batches, snap.rows_read) == (3, 80) and snap.last_batch_at is not None
+    assert snap.describe() == "the job ran 3 micro-batches and read 80 readings"

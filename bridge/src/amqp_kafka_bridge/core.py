@@ -126,9 +126,13 @@ class BridgeCore:
         """Hand each producer report to the token its record was produced with (an in-flight delivery or a dead letter)."""
         self.acks_signal.clear()
         acks = self.producer.acks
+        acked: set[BridgedLink] = set()
         while acks:
             ack = acks.popleft()
             ack.token.on_ack(ack)
+            acked.add(ack.token.link)
+        for bridged in acked:
+            bridged.flush_credit()  # one flow per link per batch of reports
         if self._closing:
             self._closing = [b for b in self._closing if not b.finished]
 

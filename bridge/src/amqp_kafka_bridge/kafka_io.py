@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -26,9 +26,12 @@ log = logging.getLogger("bridge.kafka")
 _client_log = logging.getLogger("bridge.librdkafka")  # librdkafka's own lines, instead of raw stderr
 
 
-@dataclass(frozen=True)
-class Ack:
-    """A delivery report: ``error`` is None on success; ``token`` is what ``produce`` was given."""
+class Ack(NamedTuple):
+    """A delivery report: ``error`` is None on success; ``token`` is what ``produce`` was given.
+
+    A named tuple rather than a frozen dataclass: one is built per record on the producer's
+    poll thread while it holds the GIL, so it is kept as cheap as it can be.
+    """
 
     token: Any
     error: KafkaError | None
@@ -99,14 +102,17 @@ class ProducerPump:
             acks.append(Ack(token, err, msg.partition() if err is None else None, msg.offset() if err is None else None))
             signal.set()
 
-        kwargs: dict[str, Any] = {"value": record.value, "key": record.key, "on_delivery": report}
-        if record.partition is not None:
-            kwargs["partition"] = record.partition
-        if record.headers:
-            kwargs["headers"] = list(record.headers)
-        if record.timestamp_ms:
-            kwargs["timestamp"] = record.timestamp_ms
-        self.producer.produce(record.topic, **kwargs)
+        # -1 (unassigned: the partitioner picks), timestamp 0 (Kafka stamps it) and no headers are
+        # the client's own defaults; passing them spares a keyword dict per record.
+        self.producer.produce(
+            record.topic,
+            value=record.value,
+            key=record.key,
+            partition=-1 if record.partition is None else record.partition,
+            on_delivery=report,
+            timestamp=record.timestamp_ms or 0,
+            headers=list(record.headers) if record.headers else None,
+        )
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -1,4 +1,11 @@
-"""The proton handler behind the sink: flow-controlled unsettled sends, outcomes counted."""
+"""The proton handler behind the sink: flow-controlled unsettled sends, outcomes counted.
+
+Per message the hot path is: take the next row's columns, encode the message once (the
+bytes are kept for a resend; :class:`MessageEncoder`), stream them on the link, and later
+settle on the broker's outcome. Outcomes are read in ``on_delivery`` itself rather than through proton's
+``OutgoingMessageHandler`` layer, and credit in ``on_link_flow``: one dispatch per event
+instead of three, which is most of what a message costs here besides the encoding.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,54 @@ from typing import Any
 
 from amqp_message_model.brokers import QueueProbe, missing_queue_reason, needs_queue_probe
 from amqp_message_model.connection import connect_kwargs
-from proton import Delivery
-from proton.handlers import MessagingHandler
+from proton import Data, Delivery, Message
+from proton.handlers import IncomingMessageHandler, MessagingHandler, OutgoingMessageHandler
 
 from pyspark_amqp.conversion import row_to_message
 from pyspark_amqp.options import SinkOptions
+
+Encoded = tuple[str, bytes]
+"""A message ready to go: its target address and its AMQP encoding."""
+
+
+_AMQP_VALUE = b"\x00\x53\x77"  # the amqp-value section's descriptor (AMQP 1.0, 3.2.8): described, smallulong 0x77
+
+
+_BODY_AND_ADDRESS = ("body", "address")
+
+
+class MessageEncoder:
+    """A sink row -> ``(address, AMQP encoding)``, the same bytes ``row_to_message(...).encode()`` gives.
+
+    Most rows carry a body and at most an address. For those, the header and properties
+    sections depend only on the address and are encoded by proton once per address; the
+    body is encoded per row by proton's ``Data`` as the amqp-value that follows them. That
+    skips building a proton ``Message`` (about 40 us here) for 2-3 us. Rows with any other
+    field set go through ``row_to_message``.
+    """
+
+    _MAX_PREFIXES = 1024  # bounds the cache when rows carry many distinct addresses
+
+    def __init__(self, default_address: str | None) -> None:
+        self.default_address = default_address
+        self._prefixes: dict[str, bytes] = {}
+        self._data = Data()
+
+    def encode(self, row: Any) -> Encoded:
+        body = row.get("body")
+        address = row.get("address") or self.default_address
+        if isinstance(body, (bytes, str)) and address and all(v is None for k, v in row.items() if k not in _BODY_AND_ADDRESS):
+            prefix = self._prefixes.get(address)
+            if prefix is None:
+                if len(self._prefixes) >= self._MAX_PREFIXES:
+                    self._prefixes.clear()
+                prefix = self._prefixes[address] = bytes(Message(durable=True, address=address).encode())
+            data = self._data
+            data.clear()
+            data.put_object(body)
+            return address, prefix + _AMQP_VALUE + bytes(data.encode())
+        message = row_to_message(row, self.default_address)
+        return message.address, bytes(message.encode())
 
 
 class _Deadline:
@@ -26,21 +76,23 @@ class _Deadline:
 class RowSender(MessagingHandler):
     """Sends rows as they come, never more than ``max_in_flight`` unsettled; fails on the first refusal.
 
+    ``rows`` yields one mapping per row, column name -> value (see ``row_to_message``).
     A lost connection is not a refusal: proton reconnects with backoff, the messages that were
     unsettled on the lost connection are sent again on new links (at-least-once, as a retried
     task would), and the task fails only when nothing was settled for ``sendTimeout`` seconds,
     naming the last connection error. Refused credentials or TLS fail at once.
     """
 
-    def __init__(self, options: SinkOptions, columns: tuple[str, ...], rows: Iterator[Any]) -> None:
+    def __init__(self, options: SinkOptions, rows: Iterator[Any]) -> None:
         super().__init__(auto_settle=True)
+        # Outcomes and credit are handled here directly (on_delivery, on_link_flow).
+        self.handlers = [h for h in self.handlers if not isinstance(h, (IncomingMessageHandler, OutgoingMessageHandler))]
         self.options = options
-        self.columns = columns
         self.rows = iter(rows)
         self.links: dict[str, Any] = {}
-        self.unsettled: dict[Delivery, tuple[str, Any]] = {}
-        self.resend: collections.deque[tuple[str, Any]] = collections.deque()  # sent on a lost connection
-        self.held: tuple[str, Any] | None = None  # a message waiting for its link's credit
+        self.unsettled: dict[Delivery, Encoded] = {}
+        self.resend: collections.deque[Encoded] = collections.deque()  # sent on a lost connection
+        self.held: Encoded | None = None  # a message waiting for its link's credit
         self.exhausted = False
         self.accepted = 0
         self.failure: str | None = None
@@ -50,6 +102,8 @@ class RowSender(MessagingHandler):
         self.connections = 0
         self.probes: dict[str, QueueProbe] = {}  # RabbitMQ /amq/queue/ targets not verified yet
         self.verified: set[str] = set()
+        self._tag = 0
+        self._encoder = MessageEncoder(options.address)
 
     @property
     def in_flight(self) -> int:
@@ -89,62 +143,73 @@ class RowSender(MessagingHandler):
         cond = event.session.remote_condition
         self._fail(f"the broker ended the session: {cond.name if cond else ''} {cond.description if cond else ''}")
 
-    def _next(self) -> tuple[str, Any] | None:
+    def _next(self) -> Encoded | None:
         if self.held is None:
             if self.resend:
                 self.held = self.resend.popleft()
             else:
-                try:
-                    row = next(self.rows)
-                except StopIteration:
+                row = next(self.rows, None)
+                if row is None:
                     self.exhausted = True
                     return None
-                values = {c: row[c] for c in self.columns}
-                message = row_to_message(values, self.options.address)
-                self.held = (message.address, message)
+                self.held = self._encoder.encode(row)
         return self.held
 
     def _pump(self) -> None:
         if self.conn is None or self.connection_error is not None:
             return  # not connected (yet): on_connection_opened resumes
-        while self.failure is None and self.in_flight < self.options.max_in_flight:
+        limit = self.options.max_in_flight
+        unsettled = self.unsettled
+        while self.failure is None and len(unsettled) < limit:
             held = self._next()
             if held is None:
                 break
-            address, message = held
+            address, encoded = held
             link = self._link(address)
             if not link.credit or address in self.probes:
-                return  # on_sendable (or the queue probe) resumes
-            self.unsettled[link.send(message)] = held
+                return  # on_link_flow (or the queue probe) resumes
+            self._tag += 1
+            dlv = link.delivery(str(self._tag))
+            link.stream(encoded)
+            link.advance()
+            unsettled[dlv] = held
             self.held = None
         self._maybe_done()
 
-    def on_sendable(self, event: Any) -> None:
-        self._pump()
+    def on_link_flow(self, event: Any) -> None:
+        if event.link.is_sender and event.link.credit:
+            self._pump()
 
-    def on_accepted(self, event: Any) -> None:
-        if self.unsettled.pop(event.delivery, None) is not None:
-            self.accepted += 1
-        self._pump()
+    def on_delivery(self, event: Any) -> None:
+        dlv = event.delivery
+        if not dlv.updated:
+            return
+        state = dlv.remote_state
+        if state == Delivery.ACCEPTED:
+            if self.unsettled.pop(dlv, None) is not None:
+                self.accepted += 1
+            dlv.settle()
+            self._pump()
+            return
+        if state == Delivery.REJECTED:
+            self._refused(dlv, "rejected")
+        elif state == Delivery.MODIFIED and dlv.remote.undeliverable:
+            self._refused(dlv, "could not deliver (modified, undeliverable)")
+        elif state in (Delivery.RELEASED, Delivery.MODIFIED):
+            self._refused(dlv, "released")
+        if dlv.settled:
+            dlv.settle()
 
-    def _refused(self, event: Any, outcome: str) -> None:
-        cond = event.delivery.remote.condition
+    def _refused(self, dlv: Delivery, outcome: str) -> None:
+        cond = dlv.remote.condition
         detail = f"{cond.name}: {cond.description}" if cond else "no reason given"
-        self._fail(f"the broker {outcome} a message sent to {event.link.target.address!r}: {detail}")
-
-    def on_rejected(self, event: Any) -> None:
-        self._refused(event, "rejected")
-
-    def on_released(self, event: Any) -> None:
-        delivery = event.delivery
-        if delivery.remote_state == Delivery.MODIFIED and delivery.remote.undeliverable:
-            self._refused(event, "could not deliver (modified, undeliverable)")
-        else:
-            self._refused(event, "released")
+        self._fail(f"the broker {outcome} a message sent to {dlv.link.target.address!r}: {detail}")
 
     def on_link_error(self, event: Any) -> None:
         cond = event.link.remote_condition
-        self._fail(f"the broker closed the link to {event.link.target.address!r}: {cond.name if cond else ''} {cond.description if cond else ''}")
+        self._fail(
+            f"the broker closed the link to {event.link.target.address!r}: {cond.name if cond else ''} {cond.description if cond else ''}"
+        )
 
     def on_connection_error(self, event: Any) -> None:
         cond = event.connection.remote_condition
@@ -153,7 +218,9 @@ class RowSender(MessagingHandler):
     def on_transport_error(self, event: Any) -> None:
         cond = event.transport.condition
         urls = ", ".join(e.url for e in self.options.connection.endpoints)
-        self.connection_error = f"cannot reach the broker at {urls}: {cond.name if cond else ''} {cond.description if cond else ''}".rstrip()
+        self.connection_error = (
+            f"cannot reach the broker at {urls}: {cond.name if cond else ''} {cond.description if cond else ''}".rstrip()
+        )
         if cond is not None and (cond.name == "amqp:unauthorized-access" or "SSL" in (cond.description or "")):
             self._fail(self.connection_error)  # reconnecting cannot fix credentials or certificates
 
@@ -177,7 +244,9 @@ class RowSender(MessagingHandler):
         if self.accepted == self.seen_accepted:
             waiting = self.in_flight + len(self.resend)
             reason = f"; {self.connection_error}" if self.connection_error else ""
-            self._fail(f"no message was settled by the broker within sendTimeout={self.options.send_timeout_s}s ({waiting} waiting){reason}")
+            self._fail(
+                f"no message was settled by the broker within sendTimeout={self.options.send_timeout_s}s ({waiting} waiting){reason}"
+            )
             return
         self.seen_accepted = self.accepted
         self.container.schedule(self.options.send_timeout_s, _Deadline(self))

@@ -1,6 +1,7 @@
 """The ``amqp`` sink: rows -> AMQP messages, a task succeeding only when the broker accepted all.
 
-``write`` runs in executor tasks. It sends unsettled, with at most ``maxInFlight``
+``write`` runs in executor tasks and takes the rows as Arrow record batches (Spark's
+Arrow writers: no ``Row`` object per row). It sends unsettled, with at most ``maxInFlight``
 messages awaiting the broker's outcome, one sender link per target address. A ``rejected``
 or ``modified(undeliverable)`` outcome, refused credentials or certificates, or no progress
 within ``sendTimeout`` (e.g. a broker unreachable for that long) fail the task with the
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark.sql.datasource import DataSourceStreamWriter, DataSourceWriter, WriterCommitMessage
+from pyspark.sql.datasource import DataSourceArrowWriter, DataSourceStreamArrowWriter, WriterCommitMessage
 from pyspark.sql.types import BinaryType, MapType, StringType, StructType
 
 from pyspark_amqp.options import SinkOptions
@@ -57,7 +58,20 @@ class AmqpCommitMessage(WriterCommitMessage):
     sent: int
 
 
-def send_rows(options: SinkOptions, columns: tuple[str, ...], rows: Iterator[Any]) -> int:
+def rows_of(batches: Iterator[Any], columns: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """Arrow record batches -> one ``{column: value}`` dict per row, for the columns the sink uses.
+
+    A column is converted to Python values once per batch (``to_pylist``); a map column
+    arrives as a list of ``(key, value)`` pairs, which ``row_to_message`` takes as it takes a dict.
+    """
+    for batch in batches:
+        names = batch.schema.names
+        values = [batch.column(names.index(c)).to_pylist() for c in columns]
+        for row in zip(*values, strict=True):
+            yield dict(zip(columns, row, strict=True))
+
+
+def send_rows(options: SinkOptions, rows: Iterator[dict[str, Any]]) -> int:
     """Send every row and wait for the broker to accept each; returns how many were sent."""
     from proton.reactor import Container
 
@@ -67,7 +81,7 @@ def send_rows(options: SinkOptions, columns: tuple[str, ...], rows: Iterator[Any
     first = next(rows, None)
     if first is None:
         return 0  # nothing to send: no connection (an empty micro-batch must not need the broker)
-    handler = RowSender(options, columns, itertools.chain([first], rows))
+    handler = RowSender(options, itertools.chain([first], rows))
     Container(handler).run()
     if handler.failure:
         raise AmqpSendError(handler.failure)
@@ -82,10 +96,11 @@ class _RowWriter:
         self.columns = validate_sink_schema(schema, options.address)
 
     def write(self, iterator: Iterator[Any]) -> AmqpCommitMessage:
-        return AmqpCommitMessage(sent=send_rows(self.options, self.columns, iterator))
+        """Runs in an executor task with the partition's rows as Arrow record batches."""
+        return AmqpCommitMessage(sent=send_rows(self.options, rows_of(iterator, self.columns)))
 
 
-class AmqpStreamWriter(_RowWriter, DataSourceStreamWriter):
+class AmqpStreamWriter(_RowWriter, DataSourceStreamArrowWriter):
     """Streaming writer; ``commit`` on the driver has nothing to finish: every message was already accepted."""
 
     def commit(self, messages: list[WriterCommitMessage | None], batchId: int) -> None:
@@ -95,5 +110,5 @@ class AmqpStreamWriter(_RowWriter, DataSourceStreamWriter):
         """Accepted messages cannot be recalled; Spark retries the batch (at-least-once)."""
 
 
-class AmqpBatchWriter(_RowWriter, DataSourceWriter):
+class AmqpBatchWriter(_RowWriter, DataSourceArrowWriter):
     """``df.write.format("amqp")``: the same sending, for batch jobs."""
