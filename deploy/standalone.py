@@ -86,6 +86,9 @@ class StandaloneCluster:
     worker_memory: str = "1g"
     daemon_memory: str = "256m"
     start_timeout: float = 90.0
+    hidden_from_worker: tuple[Path, ...] = ()
+    """Folders the worker and its executors cannot see, as on a host without shared storage:
+    each is covered by an empty tmpfs in the worker's own mount namespace (Linux, root)."""
     master: BackgroundProcess = field(init=False)
     worker: BackgroundProcess = field(init=False)
 
@@ -145,13 +148,20 @@ class StandaloneCluster:
         work_dir = self.run_dir / "work"
         work_dir.mkdir(parents=True, exist_ok=True)
         self.worker.start(
-            [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", HOST, "--cores", str(self.worker_cores),
+            [*self._worker_launcher(), spark_class, "org.apache.spark.deploy.worker.Worker", "--host", HOST, "--cores", str(self.worker_cores),
              "--memory", self.worker_memory, "--webui-port", str(self.worker_ui_port), "--work-dir", str(work_dir),
              self.master_url],
             env=env, cwd=self.run_dir,
         )  # fmt: skip
         self.worker.wait_ready(lambda: self.alive_workers() > 0, self.start_timeout, f"an ALIVE worker at {self.master_ui}/json/")
         return self
+
+    def _worker_launcher(self) -> list[str]:
+        if not self.hidden_from_worker:
+            return []
+        mounts = " && ".join(f"mount -t tmpfs -o size=1m,mode=0755 tmpfs '{p}'" for p in self.hidden_from_worker)
+        # unshare and sh exec what follows, so the pid file still names the worker.
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{mounts} && exec "$@"', "sh"]
 
     def state(self) -> dict[str, Any] | None:
         """The master's ``/json/`` document (workers, applications), or None while it does not answer."""

@@ -67,6 +67,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--kafka-topic", default="max")
     p.add_argument("--checkpoint-dir", required=True, help="checkpoint root; one subfolder per sink")
     p.add_argument("--log-dir", help="the AMQP source's write-ahead log (required with --source amqp)")
+    p.add_argument(
+        "--no-shared-log-dir",
+        dest="shared_log_dir",
+        action="store_false",
+        help="executors cannot read --log-dir (no shared storage): the driver ships each micro-batch in its tasks",
+    )
     p.add_argument("--window", default="5 seconds")
     p.add_argument("--watermark", default="10 seconds")
     p.add_argument("--console", action="store_true", help="also print each window on the console")
@@ -105,6 +111,7 @@ def read_temperatures(spark: SparkSession, args: argparse.Namespace, log_dir: Pa
         .option("url", args.amqp_url)
         .option("address", args.source_address)
         .option("logDir", str(log_dir))
+        .option("sharedLogDir", str(args.shared_log_dir).lower())
     )
     if args.max_messages_per_trigger:
         reader = reader.option("maxMessagesPerTrigger", str(args.max_messages_per_trigger))

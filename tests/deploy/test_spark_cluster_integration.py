@@ -130,9 +130,15 @@ def test_windowed_max_on_a_standalone_cluster(
 
     # The driver runs in tmp_path, where ./environment is the environment the archive was packed from.
     (tmp_path / executor_env.ENV_NAME).symlink_to(cluster_dist / executor_env.ENV_NAME)
+    # The driver host's own storage (the source's log, the checkpoint): the worker cannot see it, as on a
+    # cluster without shared storage, so the job runs with --no-shared-log-dir (records travel in the tasks).
+    driver_disk = tmp_path / "driver-disk"
+    driver_disk.mkdir()
     env = {**executor_env.submit_env(os.environ, spark_home=str(spark_home())), "SPARK_LOCAL_IP": "127.0.0.1"}
     assert "PYTHONPATH" not in env
-    with StandaloneCluster.on_free_ports(tmp_path / "spark", worker_cores=1, worker_memory="1g") as cluster:
+    with StandaloneCluster.on_free_ports(
+        tmp_path / "spark", worker_cores=1, worker_memory="1g", hidden_from_worker=(driver_disk,)
+    ) as cluster:
         cmd = [
             spark_script("spark-submit"), "--master", cluster.master_url, "--deploy-mode", "client",
             "--name", "windowed-max-cluster-test", "--driver-memory", "512m",
@@ -143,7 +149,8 @@ def test_windowed_max_on_a_standalone_cluster(
             str(REPO_ROOT / "jobs" / "windowed_max.py"),
             "--amqp-url", amqp_url, "--source-address", source, "--sink-address", sink,
             "--kafka-bootstrap", kafka_bootstrap, "--kafka-topic", topic,
-            "--checkpoint-dir", str(tmp_path / "checkpoint"), "--log-dir", str(tmp_path / "amqp-log"),
+            "--checkpoint-dir", str(driver_disk / "checkpoint"), "--log-dir", str(driver_disk / "amqp-log"),
+            "--no-shared-log-dir",
             "--trigger-interval", "1 second", "--timeout", "600",
         ]  # fmt: skip
         log_path = tmp_path / "spark-submit.log"
@@ -175,6 +182,13 @@ def test_windowed_max_on_a_standalone_cluster(
             mapped = set().union(*(loaded_from(pid, shipped) for pid in workers))
             assert any("cproton_ffi" in path for path in mapped), sorted(mapped)[:10]
             connector_file = connector_file_as_seen_by(workers[0], executor_dir)
+            # The log is on the driver's disk, and the worker's executors cannot see it.
+            assert list((driver_disk / "amqp-log").rglob("*.log")), "the source wrote no log on the driver's disk"
+            seen = subprocess.run(
+                ["nsenter", "--target", str(workers[0]), "--mount", "ls", "-A", str(driver_disk)],
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            assert seen.returncode == 0 and seen.stdout.strip() == "", f"executors can see the driver's disk: {seen.stdout!r}"
         finally:
             code = stop_submit(proc)
         assert code in (0, 130, -signal.SIGINT), f"spark-submit ended with {code}:\n{submit_log()}"

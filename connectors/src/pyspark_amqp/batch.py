@@ -38,7 +38,7 @@ from pyspark.sql.datasource import DataSourceReader, InputPartition
 
 from pyspark_amqp.offsets import AmqpSourceOffset, LogPartition
 from pyspark_amqp.options import SourceOptions
-from pyspark_amqp.source import AmqpInputPartition, ingest_processes, read_log_range, split_limit, start_all
+from pyspark_amqp.source import AmqpInputPartition, ingest_processes, log_partition, read_log_range, split_limit, start_all
 from pyspark_amqp.wal import first_offset, mark_committed, trim
 
 log = logging.getLogger("pyspark_amqp.batch")
@@ -68,7 +68,7 @@ class AmqpBatchReader(DataSourceReader):
         if ranges is None:
             ranges = self._receive(root)
         return [
-            AmqpInputPartition(p.address, p.index, str(p.folder(root)), start, end)
+            log_partition(p, p.folder(root), start, end, self.options)
             for p, (start, end) in sorted(ranges.items())
             if end > start
         ]

@@ -40,6 +40,7 @@ class SourceOptions:
     max_messages: int | None = None
     timeout_s: float = 60.0
     quiet_period_s: float = 1.0
+    shared_log_dir: bool = True
 
     @property
     def browse(self) -> bool:
@@ -71,6 +72,9 @@ SOURCE_KEYS = {
     **_CONNECTION_KEYS,
     "address": "address(es) to receive from, comma-separated (required)",
     "logDir": "folder of the durable write-ahead log (required unless atMostOnce=true)",
+    "sharedLogDir": "true: executors read logDir themselves (shared storage); false: the driver reads each "
+    "micro-batch from the log and ships it in the tasks (no shared storage needed; bound batches with "
+    "maxMessagesPerTrigger) (default true)",
     "atMostOnce": "true: no durable log, accept on arrival; messages can be lost on a crash (default false)",
     "credit": "AMQP link credit per receiver: messages in flight from the broker (default 1000)",
     "receivers": "receiving links per address, each in its own process and log partition (default 1)",
@@ -258,6 +262,7 @@ def parse_source_options(options: Mapping[str, str], kind: str = "any") -> Sourc
         max_messages=_int(opts, "maxmessages", None),
         timeout_s=_float(opts, "timeout", 60.0),
         quiet_period_s=_float(opts, "quietperiod", 1.0),
+        shared_log_dir=_bool(opts, "sharedlogdir", True),
     )
 
 

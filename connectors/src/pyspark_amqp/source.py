@@ -47,16 +47,48 @@ log = logging.getLogger("pyspark_amqp.source")
 ARROW_BATCH_ROWS = 8192
 
 
-class AmqpInputPartition(InputPartition):
-    """An offset range ``[start, end)`` of one log partition (its folder is where executors read it)."""
+LogRecord = tuple[int, int, bytes]
+"""``(offset, received_ms, encoded message)`` as read from the log."""
 
-    def __init__(self, address: str, index: int, folder: str, start: int, end: int) -> None:
+
+class AmqpInputPartition(InputPartition):
+    """An offset range ``[start, end)`` of one log partition.
+
+    Executors read it from ``folder`` (``sharedLogDir=true``: the log on storage they share with
+    the driver), or get it in ``records``, read by the driver (``sharedLogDir=false``: no shared
+    storage; the records travel in the task, so a micro-batch's size is bounded by the driver's
+    memory and the task size: set ``maxMessagesPerTrigger``).
+    """
+
+    def __init__(
+        self, address: str, index: int, folder: str, start: int, end: int, records: list[LogRecord] | None = None
+    ) -> None:
         super().__init__((address, index, start, end))
         self.address = address
         self.index = index
         self.folder = folder
         self.start = start
         self.end = end
+        self.records = records
+
+
+def log_partition(part: LogPartition, folder: Path, start: int, end: int, options: SourceOptions) -> AmqpInputPartition:
+    """Driver: the input partition for ``[start, end)`` of ``part``, carrying its records unless executors share ``logDir``."""
+    records = None if options.shared_log_dir else list(_log_records(folder, start, end, options.fail_on_data_loss))
+    return AmqpInputPartition(part.address, part.index, str(folder), start, end, records)
+
+
+def _log_records(folder: Path, start: int, end: int, fail_on_data_loss: bool) -> Iterator[LogRecord]:
+    try:
+        for record in read_range(folder, start, end):
+            yield record.offset, record.received_ms, record.payload
+    except CorruptLogError as err:
+        if fail_on_data_loss:
+            raise CorruptLogError(
+                f"{err}. Some data may have been lost (the log was deleted, trimmed by another query or damaged). "
+                "If you want the query to go on regardless, set failOnDataLoss=false."
+            ) from None
+        log.warning("amqp source: skipping the rest of %s..%s (failOnDataLoss=false): %s", start, end, err)
 
 
 def split_limit(available: dict[Any, int], limit: int) -> dict[Any, int]:
@@ -114,26 +146,20 @@ def start_all(procs: dict[LogPartition, Any], timeout: float) -> None:
 
 
 def read_log_range(partition: AmqpInputPartition, fail_on_data_loss: bool, include_annotations: bool) -> Iterator[Any]:
-    """Yield a partition's offset range from the log as Arrow record batches (runs on executors)."""
+    """Yield a partition's offset range as Arrow record batches (runs on executors)."""
     from pyspark_amqp.conversion import records_to_arrow
 
-    records = read_range(Path(partition.folder), partition.start, partition.end)
-    chunk: list[tuple[int, int, bytes]] = []
-    try:
-        for record in records:
-            chunk.append((record.offset, record.received_ms, record.payload))
-            if len(chunk) >= ARROW_BATCH_ROWS:
-                yield records_to_arrow(chunk, partition.address, partition.index, include_annotations)
-                chunk = []
-        if chunk:
+    records: Any = partition.records
+    if records is None:
+        records = _log_records(Path(partition.folder), partition.start, partition.end, fail_on_data_loss)
+    chunk: list[LogRecord] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) >= ARROW_BATCH_ROWS:
             yield records_to_arrow(chunk, partition.address, partition.index, include_annotations)
-    except CorruptLogError as err:
-        if fail_on_data_loss:
-            raise CorruptLogError(
-                f"{err}. Some data may have been lost (the log was deleted, trimmed by another query or damaged). "
-                "If you want the query to go on regardless, set failOnDataLoss=false."
-            ) from None
-        log.warning("amqp source: skipping the rest of %s..%s (failOnDataLoss=false): %s", partition.start, partition.end, err)
+            chunk = []
+    if chunk:
+        yield records_to_arrow(chunk, partition.address, partition.index, include_annotations)
 
 
 class TriggerDelay:
@@ -267,7 +293,7 @@ class AmqpStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             folder = self._folder(part)
             begin = begin_at.get(part, first_offset(folder))
             if end_at[part] > begin:
-                parts.append(AmqpInputPartition(part.address, part.index, str(folder), begin, end_at[part]))
+                parts.append(log_partition(part, folder, begin, end_at[part], self.options))
         return parts
 
     def commit(self, end: dict[str, int]) -> None:
