@@ -183,7 +183,7 @@ def test_windowed_max_on_a_standalone_cluster(
             assert any("cproton_ffi" in path for path in mapped), sorted(mapped)[:10]
             connector_file = connector_file_as_seen_by(workers[0], executor_dir)
             # The log is on the driver's disk, and the worker's executors cannot see it.
-            assert list((driver_disk / "amqp-log").rglob("*.log")), "the source wrote no log on the driver's disk"
+            assert list((driver_disk / "amqp-log").rglob("*.wal")), "the source wrote no log on the driver's disk"
             seen = subprocess.run(
                 ["nsenter", "--target", str(workers[0]), "--mount", "ls", "-A", str(driver_disk)],
                 capture_output=True, text=True, timeout=30,
