@@ -63,7 +63,7 @@ def _ingest_rate(url: str, address: str, count: int, receivers: int, log_dir: Pa
             p.stop()
 
 
-def _query_rate(url: str, address: str, count: int, tmp: Path, receivers: int) -> float:
+def _query_rate(url: str, address: str, count: int, tmp: Path, receivers: int, shared_log_dir: bool = True) -> float:
     from pyspark.sql import SparkSession
     from pyspark_amqp import AmqpDataSource
 
@@ -77,7 +77,8 @@ def _query_rate(url: str, address: str, count: int, tmp: Path, receivers: int) -
     spark.dataSource.register(AmqpDataSource)
     df = (
         spark.readStream.format("amqp").option("url", url).option("address", address)
-        .option("logDir", str(tmp / "qlog")).option("receivers", str(receivers)).load()
+        .option("logDir", str(tmp / "qlog")).option("receivers", str(receivers))
+        .option("sharedLogDir", str(shared_log_dir).lower()).load()
     )  # fmt: skip
     query = df.writeStream.format("noop").option("checkpointLocation", str(tmp / "qckpt")).start()
     try:
@@ -143,6 +144,13 @@ def main(argv: list[str] | None = None) -> int:
             res.figure(f"source_query_{receivers}rx", rate, "msg/s", "streaming query, noop sink, first row to last")
             res.ratio(f"source_query_{receivers}rx_vs_raw_receive", f"source_query_{receivers}rx", "raw_receive")
             report(f"streaming query, {receivers} receiver(s), noop sink", rate, "raw receive", raw)
+        if not args.skip_query:
+            # sharedLogDir=false: the driver reads each batch from the log and ships it in the tasks.
+            preload(f"bench-query-noshared-{run}")
+            rate = _query_rate(url, f"bench-query-noshared-{run}", n, tmp / "q-noshared", 1, shared_log_dir=False)
+            res.figure("source_query_1rx_no_shared_log", rate, "msg/s", "sharedLogDir=false: records travel in the tasks")
+            res.ratio("source_query_no_shared_vs_shared", "source_query_1rx_no_shared_log", "source_query_1rx")
+            report("streaming query, 1 receiver, sharedLogDir=false", rate, "shared log", res.value("source_query_1rx"))
         raw_tx = res.figure("raw_send", raw_send(url, f"bench-rawtx-{run}", n), "msg/s", "unsettled proton sender")
         report("raw proton unsettled sender (baseline)", raw_tx, "raw send", raw_tx)
         # The first write of a session also starts the Python workers and imports the sink: a
