@@ -130,8 +130,9 @@ def test_windowed_max_on_a_standalone_cluster(
 
     # The driver runs in tmp_path, where ./environment is the environment the archive was packed from.
     (tmp_path / executor_env.ENV_NAME).symlink_to(cluster_dist / executor_env.ENV_NAME)
-    # The driver host's own storage (the source's log, the checkpoint): the worker cannot see it, as on a
-    # cluster without shared storage, so the job runs with --no-shared-log-dir (records travel in the tasks).
+    # The driver host's own disk holds the source's log: the worker cannot see it, as on a cluster without
+    # shared storage, so the job runs with --no-shared-log-dir (records travel in the tasks). The checkpoint
+    # stays on storage every host sees (executors write the windows' state store there, as on HDFS or S3).
     driver_disk = tmp_path / "driver-disk"
     driver_disk.mkdir()
     env = {**executor_env.submit_env(os.environ, spark_home=str(spark_home())), "SPARK_LOCAL_IP": "127.0.0.1"}
@@ -149,7 +150,7 @@ def test_windowed_max_on_a_standalone_cluster(
             str(REPO_ROOT / "jobs" / "windowed_max.py"),
             "--amqp-url", amqp_url, "--source-address", source, "--sink-address", sink,
             "--kafka-bootstrap", kafka_bootstrap, "--kafka-topic", topic,
-            "--checkpoint-dir", str(driver_disk / "checkpoint"), "--log-dir", str(driver_disk / "amqp-log"),
+            "--checkpoint-dir", str(tmp_path / "checkpoint"), "--log-dir", str(driver_disk / "amqp-log"),
             "--no-shared-log-dir",
             "--trigger-interval", "1 second", "--timeout", "600",
         ]  # fmt: skip
