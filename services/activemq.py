@@ -21,8 +21,8 @@ import shutil
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from services.probes import amqp_ready
-from services.process import BackgroundProcess, ServiceError, java_executable, port_stays_busy
+from services.broker import LocalBroker
+from services.process import ServiceError, java_executable, port_stays_busy
 from services.settings import ServiceSettings
 
 
@@ -71,23 +71,12 @@ def _config(settings: ServiceSettings, data: Path) -> str:
 """
 
 
-class ActiveMQService:
+class ActiveMQService(LocalBroker):
     """Configure, start, probe and stop one local ActiveMQ Classic broker."""
 
     def __init__(self, settings: ServiceSettings, activemq_home: Path) -> None:
-        self.settings = settings
+        super().__init__(settings, "activemq")
         self.home = activemq_home
-        self.instance = settings.run_dir / "activemq"
-        self.process = BackgroundProcess("activemq", settings.run_dir)
-
-    @property
-    def url(self) -> str:
-        return self.settings.amqp_url
-
-    @property
-    def tls_url(self) -> str | None:
-        s = self.settings
-        return f"amqps://{s.host}:{s.amqps_port}" if s.amqps_port and s.tls_keystore else None
 
     def _configure(self) -> Path:
         conf = self.instance / "conf"
@@ -122,16 +111,3 @@ class ActiveMQService:
             "-jar", str(self.home / "bin" / "activemq.jar"), "start", f"xbean:file:{config}",
         ]  # fmt: skip
         self.process.start(cmd, cwd=self.instance)
-
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        s = self.settings
-        self.process.wait_ready(lambda: amqp_ready(s.host, s.amqp_port), timeout, f"AMQP open on {s.amqp_url}")
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self.process.stop(timeout)
-
-    def kill(self) -> None:
-        self.process.kill()
-
-    def ready(self) -> bool:
-        return self.process.pid is not None and amqp_ready(self.settings.host, self.settings.amqp_port)

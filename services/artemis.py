@@ -14,8 +14,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from services.probes import amqp_ready
-from services.process import BackgroundProcess, ServiceError, java_executable, port_stays_busy
+from services.broker import LocalBroker
+from services.process import ServiceError, java_executable, port_stays_busy
 from services.settings import ServiceSettings
 
 _ACCEPTORS = re.compile(r"<acceptors>.*?</acceptors>", re.DOTALL)
@@ -32,23 +32,12 @@ _ANYCAST = (
 )
 
 
-class ArtemisService:
+class ArtemisService(LocalBroker):
     """Create, start, probe and stop one local Artemis broker."""
 
     def __init__(self, settings: ServiceSettings, artemis_home: Path) -> None:
-        self.settings = settings
+        super().__init__(settings, "artemis")
         self.home = artemis_home
-        self.instance = settings.run_dir / "artemis"
-        self.process = BackgroundProcess("artemis", settings.run_dir)
-
-    @property
-    def url(self) -> str:
-        return self.settings.amqp_url
-
-    @property
-    def tls_url(self) -> str | None:
-        s = self.settings
-        return f"amqps://{s.host}:{s.amqps_port}" if s.amqps_port and s.tls_keystore else None
 
     def _create_instance(self) -> None:
         s = self.settings
@@ -91,7 +80,9 @@ class ArtemisService:
         login = self.instance / "etc" / "login.config"
         jaas = login.read_text()
         if "credentialsInvalidate" not in jaas:
-            jaas = jaas.replace('GuestLoginModule sufficient', 'GuestLoginModule sufficient\n       credentialsInvalidate=true', 1)
+            jaas = jaas.replace(
+                "GuestLoginModule sufficient", "GuestLoginModule sufficient\n       credentialsInvalidate=true", 1
+            )
             login.write_text(jaas)
 
     def start(self) -> None:
@@ -110,19 +101,6 @@ class ArtemisService:
             [*self.settings.launcher(), str(self.instance / "bin" / "artemis"), "run"],
             env={"JAVA_HOME": _java_home()},
         )
-
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        s = self.settings
-        self.process.wait_ready(lambda: amqp_ready(s.host, s.amqp_port), timeout, f"AMQP open on {s.amqp_url}")
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self.process.stop(timeout)
-
-    def kill(self) -> None:
-        self.process.kill()
-
-    def ready(self) -> bool:
-        return self.process.pid is not None and amqp_ready(self.settings.host, self.settings.amqp_port)
 
 
 def _java_home() -> str:

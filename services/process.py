@@ -122,7 +122,9 @@ class BackgroundProcess:
         delay = 0.1
         while True:
             if self.pid is None:
-                raise ServiceError(f"{self.name} exited while starting; its log ({self.log_file}) ends:\n{log_tail(self.log_file)}")
+                raise ServiceError(
+                    f"{self.name} exited while starting; its log ({self.log_file}) ends:\n{log_tail(self.log_file)}"
+                )
             if probe():
                 return
             if time.monotonic() > deadline:

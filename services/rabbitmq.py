@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services.probes import amqp_ready
+from services.broker import LocalBroker
 from services.process import BackgroundProcess, ServiceError, port_stays_busy
 from services.settings import RABBITMQ_VERSION, ServiceSettings
 
@@ -71,23 +71,12 @@ def ensure_installed() -> str:
     raise ServiceError(f"`{' '.join(command)}` failed (exit {proc.returncode}); its output ends:\n{proc.stdout[-2000:]}")
 
 
-class RabbitMQService:
+class RabbitMQService(LocalBroker):
     """Configure, start, probe and stop one RabbitMQ node of this project's own."""
 
     def __init__(self, settings: ServiceSettings) -> None:
-        self.settings = settings
-        self.instance = settings.run_dir / "rabbitmq"
-        self.process = BackgroundProcess("rabbitmq", settings.run_dir)
+        super().__init__(settings, "rabbitmq")
         self.epmd = BackgroundProcess("rabbitmq-epmd", settings.run_dir)
-
-    @property
-    def url(self) -> str:
-        return self.settings.amqp_url
-
-    @property
-    def tls_url(self) -> str | None:
-        s = self.settings
-        return f"amqps://{s.host}:{s.amqps_port}" if s.amqps_port and s.tls_keystore else None
 
     def _tls_lines(self) -> list[str]:
         """``listeners.ssl`` from the PKCS#12 key store, split into the PEM files RabbitMQ reads (with openssl)."""
@@ -181,10 +170,6 @@ class RabbitMQService:
             self.epmd.start([*s.launcher(), epmd, "-port", str(s.rabbitmq_epmd_port), "-address", "127.0.0.1"], env=env)
         self.process.start([*s.launcher(), str(_server_script())], env=env, cwd=self.instance)
 
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        s = self.settings
-        self.process.wait_ready(lambda: amqp_ready(s.host, s.amqp_port), timeout, f"AMQP 1.0 open on {s.amqp_url}")
-
     def ctl(self, *args: str, timeout: float = 60.0) -> str:
         """Run ``rabbitmqctl`` against this node; returns its output, raises :class:`ServiceError` on failure."""
         cmd = [*self.settings.launcher(), str(RABBITMQ_LIB / "bin" / "rabbitmqctl"), "--node", NODE_NAME, *args]
@@ -196,12 +181,9 @@ class RabbitMQService:
         return proc.stdout
 
     def stop(self, timeout: float = 30.0) -> None:
-        self.process.stop(timeout)
+        super().stop(timeout)
         self.epmd.stop(10.0)
 
     def kill(self) -> None:
         """SIGKILL the node as a crash would; its epmd stays, as the machine's would."""
-        self.process.kill()
-
-    def ready(self) -> bool:
-        return self.process.pid is not None and amqp_ready(self.settings.host, self.settings.amqp_port)
+        super().kill()
