@@ -24,6 +24,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
 from importlib.metadata import version
@@ -91,15 +92,18 @@ def build(out: Path = DEFAULT_OUT, root: Path = REPO_ROOT, packages: Sequence[st
 
 
 def build_wheels(out_dir: Path = DEFAULT_OUT_DIR, root: Path = REPO_ROOT) -> list[Path]:
-    """Build the wheel of every distribution into ``out_dir`` (no dependencies) and return their paths."""
+    """Build the wheel of every distribution into ``out_dir`` (no dependencies) and return their paths.
+
+    pip builds into an empty folder first, so the answer is what this build made even where
+    ``out_dir`` already holds wheels (a rebuild of the same version, or older versions beside it).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    before = set(out_dir.glob("*.whl"))
     env = {**os.environ, "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "315532800")}  # 1980-01-01
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out_dir)]
-    subprocess.run([*cmd, *(str(root / d) for d in DISTRIBUTIONS)], check=True, env=env)
-    built = sorted(set(out_dir.glob("*.whl")) - before) or sorted(out_dir.glob("*.whl"))
-    return built
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".build-") as fresh:
+        cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", fresh]
+        subprocess.run([*cmd, *(str(root / d) for d in DISTRIBUTIONS)], check=True, env=env)
+        return [wheel.replace(out_dir / wheel.name) for wheel in sorted(Path(fresh).glob("*.whl"))]
 
 
 def sha256(path: Path) -> str:

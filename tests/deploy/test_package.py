@@ -78,3 +78,15 @@ def test_jobs_only_builds_no_wheels(tmp_path: Path) -> None:
     """``--jobs-only`` (the image, where the wheels are installed already) writes jobs.zip alone."""
     assert package.main(["--jobs-only", "--out-dir", str(tmp_path)]) == 0
     assert [p.name for p in tmp_path.iterdir()] == ["jobs.zip"]
+
+
+def test_build_wheels_names_this_versions_wheels_beside_stale_ones(tmp_path: Path) -> None:
+    """A rebuild into a folder that already holds this version's wheels and an older one answers
+    with exactly the three wheels of the current versions (it once answered with every wheel)."""
+    first = package.build_wheels(tmp_path)
+    stale = tmp_path / "pyspark_amqp-0.0.1-py3-none-any.whl"
+    stale.write_bytes(b"an older build")
+    again = package.build_wheels(tmp_path)
+    assert again == first
+    assert stale not in again
+    assert {w.name.split("-")[0] for w in again} == {"amqp_message_model", "pyspark_amqp", "amqp_kafka_bridge"}
