@@ -44,12 +44,17 @@ _HA_BLOCK = re.compile(r"\s*<!-- services\.artemis_ha begin -->.*?<!-- services\
 
 @dataclass(frozen=True)
 class ArtemisNodeSpec:
-    """One broker of the pair: its address and AMQP port (also its replication port), its folder, its namespace."""
+    """One broker of the pair: its address and AMQP port (also its replication port), its folder, where it runs.
+
+    ``netns``: a Linux network namespace to run in (``ip netns exec``); ``launcher``: a whole
+    command prefix instead (e.g. a host's network and mount namespaces), which wins over it.
+    """
 
     host: str
     port: int
     folder: Path
     netns: str | None = None
+    launcher: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -186,7 +191,15 @@ class ArtemisHaPair:
         self.specs = {"primary": primary, "backup": backup}
 
         def node(role: str, spec: ArtemisNodeSpec, peer: ArtemisNodeSpec) -> ReplicatedArtemis:
-            own = replace(base, host=spec.host, amqp_port=spec.port, run_dir=spec.folder, netns=spec.netns, jvm_heap=heap)
+            own = replace(
+                base,
+                host=spec.host,
+                amqp_port=spec.port,
+                run_dir=spec.folder,
+                netns=spec.netns,
+                launch_prefix=spec.launcher,
+                jvm_heap=heap,
+            )
             return ReplicatedArtemis(own, artemis_home, role, peer, cluster_password, network_check)
 
         self.primary = node("primary", primary, backup)
