@@ -38,7 +38,7 @@ from services.settings import ServiceSettings, free_port
 BACKUP_SYNCHRONIZED = "AMQ221024"  # "Backup server ... is synchronized with primary server"
 # Artemis 2.40's replicating backup logs AMQ221037 ("... to become 'active'") and then this
 # one; AMQ221010 ("Backup Server is now active") is not logged on this path.
-BACKUP_ACTIVE = "AMQ221007"  # "Server is now active"
+BACKUP_ACTIVE = "AMQ221007"  # "Server is now active" (a primary logs it too)
 _HA_BLOCK = re.compile(r"\s*<!-- services\.artemis_ha begin -->.*?<!-- services\.artemis_ha end -->", re.DOTALL)
 
 
@@ -204,7 +204,7 @@ class ArtemisHaPair:
 
         self.primary = node("primary", primary, backup)
         self.backup = node("backup", backup, primary)
-        self._backup_mark = 0
+        self._marks = {"primary": 0, "backup": 0}
 
     @property
     def url(self) -> str:
@@ -217,7 +217,7 @@ class ArtemisHaPair:
 
     def start(self) -> ArtemisHaPair:
         """Create (first time) and launch both brokers; returns at once."""
-        self._backup_mark = self.backup.log_mark()
+        self.mark_failover()
         try:
             self.primary.start()
             self.backup.start()
@@ -231,26 +231,45 @@ class ArtemisHaPair:
         deadline = time.monotonic() + timeout
         self.primary.wait_ready(timeout)
         self.backup.wait_logged(
-            BACKUP_SYNCHRONIZED, "replication sync with the primary", self._backup_mark, max(1.0, deadline - time.monotonic())
-        )
-
-    def kill_primary(self) -> None:
-        """SIGKILL the primary, as a crash would; the backup takes over (see :meth:`wait_backup_active`)."""
-        self._backup_mark = self.backup.log_mark()
-        self.primary.kill()
-
-    def wait_backup_active(self, timeout: float = 120.0) -> None:
-        """Wait until the backup logged that it is active (since the kill or cut) and serves AMQP."""
-        deadline = time.monotonic() + timeout
-        self.backup.wait_logged(BACKUP_ACTIVE, "activation of the backup", self._backup_mark, timeout)
-        s = self.backup.settings
-        self.backup.process.wait_ready(
-            lambda: amqp_ready(s.host, s.amqp_port), max(1.0, deadline - time.monotonic()), f"AMQP open on {s.amqp_url}"
+            BACKUP_SYNCHRONIZED, "replication sync with the primary", self._marks["backup"], max(1.0, deadline - time.monotonic())
         )
 
     def mark_failover(self) -> None:
-        """Remember the backup's log position now: call before cutting the primary's network, then :meth:`wait_backup_active`."""
-        self._backup_mark = self.backup.log_mark()
+        """Remember where both logs end now; the waits below look only at what is logged after.
+
+        :meth:`kill_primary` and :meth:`start_primary` call it; call it yourself before
+        cutting the primary's network, then :meth:`wait_backup_active`.
+        """
+        self._marks = {"primary": self.primary.log_mark(), "backup": self.backup.log_mark()}
+
+    def kill_primary(self) -> None:
+        """SIGKILL the primary, as a crash would; the backup takes over (see :meth:`wait_backup_active`)."""
+        self.mark_failover()
+        self.primary.kill()
+
+    def wait_backup_active(self, timeout: float = 120.0) -> None:
+        """Wait until the backup logged that it is active (since the mark) and serves AMQP."""
+        deadline = time.monotonic() + timeout
+        self.backup.wait_logged(BACKUP_ACTIVE, "activation of the backup", self._marks["backup"], timeout)
+        _wait_amqp(self.backup, deadline)
+
+    def start_primary(self) -> None:
+        """Restart a killed or stopped primary on its folder; returns at once (then :meth:`wait_failed_back`).
+
+        It finds the active backup (``check-for-active-server``), copies its journal, and
+        the backup hands back (``allow-failback``): clients fail over to the primary again.
+        """
+        self.mark_failover()
+        self.primary.start()
+
+    def wait_failed_back(self, timeout: float = 180.0) -> None:
+        """Wait until the primary is active again (logged since the mark, serving AMQP) and the backup replicates it."""
+        deadline = time.monotonic() + timeout
+        self.primary.wait_logged(BACKUP_ACTIVE, "the primary active again", self._marks["primary"], timeout)
+        _wait_amqp(self.primary, deadline)
+        self.backup.wait_logged(
+            BACKUP_SYNCHRONIZED, "the backup replicating again", self._marks["backup"], max(1.0, deadline - time.monotonic())
+        )
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop both (backup first, so that stopping the primary does not make it activate); folders stay."""
@@ -262,3 +281,10 @@ class ArtemisHaPair:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+
+def _wait_amqp(broker: ReplicatedArtemis, deadline: float) -> None:
+    s = broker.settings
+    broker.process.wait_ready(
+        lambda: amqp_ready(s.host, s.amqp_port), max(1.0, deadline - time.monotonic()), f"AMQP open on {s.amqp_url}"
+    )

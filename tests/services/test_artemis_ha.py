@@ -122,6 +122,16 @@ def test_primary_killed_client_fails_over_and_receives_everything(pair: ArtemisH
     received = amqp_clients.receive(pair.backup.url, bridge, N, timeout=60)
     assert sorted(m.body for m in received) == sorted(sent)
 
+    # The primary comes back on its folder, copies the backup's journal and takes over again.
+    later = [Message(body=f"later-{i}", durable=True) for i in range(50)]
+    assert amqp_clients.send(pair.backup.url, address, later)["accepted"] == 50
+    pair.start_primary()
+    pair.wait_failed_back(timeout=180)
+    assert (pair.primary.instance / "etc" / "broker.xml").read_text().count("services.artemis_ha begin") == 1
+    for queue in (job, bridge):
+        got = amqp_clients.receive(pair.primary.url, queue, 50, timeout=60)
+        assert sorted(m.body for m in got) == sorted(m.body for m in later)
+
 
 @pytest.mark.integration
 def test_primary_cut_off_from_the_network_backup_takes_over(tmp_path: Path) -> None:
@@ -134,7 +144,8 @@ def test_primary_cut_off_from_the_network_backup_takes_over(tmp_path: Path) -> N
     with netns.host_link(subnet=150 + os.getpid() % 50) as link:
         primary = ArtemisNodeSpec(link.address, free_port(), tmp_path / "primary", netns=link.name)
         backup = ArtemisNodeSpec(link.local_address, free_port(link.local_address), tmp_path / "backup")
-        brokers = ArtemisHaPair(primary, backup, home)
+        # The primary checks its network by pinging its side's gateway: cut off, it stops serving.
+        brokers = ArtemisHaPair(primary, backup, home, network_check=(link.local_address,))
         try:
             brokers.start()
             brokers.wait_ready(timeout=180)
@@ -149,5 +160,14 @@ def test_primary_cut_off_from_the_network_backup_takes_over(tmp_path: Path) -> N
             print(f"backup active {time.monotonic() - cut_at:.1f} s after the cut")
             received = amqp_clients.receive(brokers.backup.url, address, N, timeout=60)
             assert sorted(m.body for m in received) == sorted(m.body for m in messages)
+
+            # Cable back in: the primary, stopped by its network check, restarts, sees the
+            # active backup and takes over again instead of becoming a second active broker.
+            assert amqp_clients.send(brokers.backup.url, address, messages[:10])["accepted"] == 10
+            brokers.mark_failover()
+            link.restore()
+            brokers.wait_failed_back(timeout=180)
+            got = amqp_clients.receive(brokers.primary.url, address, 10, timeout=60)
+            assert sorted(m.body for m in got) == sorted(m.body for m in messages[:10])
         finally:
             brokers.stop(timeout=15)
