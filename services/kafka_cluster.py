@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 
 from services.kafka import format_storage, kafka_java, new_kafka_uuid, write_log4j
-from services.process import BackgroundProcess, ServiceError, log_tail, port_stays_busy
+from services.process import BackgroundProcess, ServiceError, log_tail, port_in_use, port_stays_busy
 from services.settings import free_port
 
 _quiet = logging.getLogger("services.kafka_cluster.client")
@@ -299,8 +299,18 @@ class KafkaCluster:
         self._wait(f"registration of brokers {sorted(wanted)}", timeout, lambda: wanted <= self.registered_brokers(), wanted)
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        """Wait until the controller quorum is up and all N brokers are registered (a DescribeCluster answer lists them)."""
+        """Wait until all N brokers are registered (a DescribeCluster answer lists them) and every controller listens.
+
+        Registration goes through the active controller, so it also means the quorum elected one.
+        """
+        deadline = time.monotonic() + timeout
         self.wait_registered(None, timeout)
+        self._wait(
+            "every controller listening",
+            max(1.0, deadline - time.monotonic()),
+            lambda: all(port_in_use(s.address, s.controller_port) for s in self.specs),
+            self.nodes,
+        )
 
     def partitions(self, topic: str, timeout: float = 10.0) -> dict[int, tuple[int, tuple[int, ...], tuple[int, ...]]]:
         """``{partition: (leader, replicas, in-sync replicas)}`` from the cluster's metadata now (empty if unknown).
