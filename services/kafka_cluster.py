@@ -299,7 +299,8 @@ class KafkaCluster:
         self._wait(f"registration of brokers {sorted(wanted)}", timeout, lambda: wanted <= self.registered_brokers(), wanted)
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        """Wait until all N brokers are registered (a DescribeCluster answer lists them) and every controller listens.
+        """Wait until all N brokers are registered (a DescribeCluster answer lists them), every controller
+        listens, and the consumer offsets topic exists with every replica in sync.
 
         Registration goes through the active controller, so it also means the quorum elected one.
         """
@@ -311,6 +312,23 @@ class KafkaCluster:
             lambda: all(port_in_use(s.address, s.controller_port) for s in self.specs),
             self.nodes,
         )
+        self._wait("the consumer offsets topic on every node", max(1.0, deadline - time.monotonic()), self._offsets_topic_ready)
+
+    def _offsets_topic_ready(self) -> bool:
+        """Ask a group coordinator (which creates ``__consumer_offsets``), then check that every replica is in sync.
+
+        Kafka creates the topic on the first consumer group's request, and only while as many
+        brokers are alive as its replication factor: made here, consumer groups keep working
+        when a node is killed later, even groups that appear only after the kill.
+        """
+        group = "services-kafka-cluster-ready"
+        try:
+            # (Not list_consumer_group_offsets without partitions: confluent-kafka 2.16 crashes on its answer.)
+            self._admin().describe_consumer_groups([group], request_timeout=10)[group].result(11)
+        except Exception:  # noqa: BLE001 - NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE while the topic is being created
+            return False
+        parts = self.partitions("__consumer_offsets")
+        return bool(parts) and all(leader >= 0 and len(isr) == len(replicas) for leader, replicas, isr in parts.values())
 
     def partitions(self, topic: str, timeout: float = 10.0) -> dict[int, tuple[int, tuple[int, ...], tuple[int, ...]]]:
         """``{partition: (leader, replicas, in-sync replicas)}`` from the cluster's metadata now (empty if unknown).
