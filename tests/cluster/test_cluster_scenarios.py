@@ -1,0 +1,97 @@
+"""The story on a cluster of hosts, once clean and once under each fault (``make cluster-test``).
+
+Each scenario is a seeded run of 3,000 readings (20 devices, 40 readings/s, event time 5x, so a
+5 s window closes every wall-clock second). The fault strikes when 1,000 readings are accepted
+and the job has run a micro-batch; the run then completes, and every output is checked against
+the simulator's accepted log:
+
+- every accepted reading is in Kafka ``temperature`` (none missing);
+- the windows on Kafka ``max`` and on AMQP ``max`` (as the receiver host got them) equal the
+  plain-Python recomputation from the accepted readings (max, device, count);
+- duplicates are counted and printed, per scenario: accepted / in Kafka / windows expected /
+  windows emitted / duplicates.
+
+Which job variant each scenario runs, and why:
+
+- clean run: the AMQP-source job (``--no-shared-log-dir``) on both workers, its log on the
+  driver host only: the path without shared storage, whose windows must equal the recomputation;
+- Kafka leader killed, Spark worker host killed, bridge replica cut off from Kafka: the
+  Kafka-source job (``--source kafka``), the scale-out path (bridge replicas -> Kafka cluster ->
+  Spark), so the fault hits the job's own input or the executors reading it;
+- Artemis live host cut off: the AMQP-source job, so the Spark source fails over to the backup
+  along with the devices, the bridges and the job's AMQP sink.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from cluster.harness import Cluster
+from tests.cluster.conftest import SCENARIO_LINES
+from tests.cluster.story import ClusterStory
+from tests.faults.story import Outcome
+from tests.waiting import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+READINGS = 3_000
+FAULT_AT = 1_000
+SEED = 16
+
+
+def scenario_line(name: str, outcome: Outcome) -> str:
+    """accepted / in Kafka / windows expected / windows emitted / duplicates, for one scenario."""
+    s = outcome.summary()
+    return (
+        f"{name:<22} accepted {outcome.accepted} ({s['accepted_resent_duplicates']} resent)"
+        f" / in Kafka {outcome.kafka_readings_distinct} ({s['kafka_readings_missing']} missing)"
+        f" / windows expected {len(outcome.windows_expected)}"
+        f" / windows emitted AMQP {len(Outcome.distinct(outcome.amqp_results))} Kafka {len(Outcome.distinct(outcome.kafka_results))}"
+        f" / duplicates: readings in Kafka {s['kafka_readings_duplicates']}, AMQP max {s['amqp_result_duplicates']},"
+        f" Kafka max {s['kafka_result_duplicates']}, dropped by the job {s['job_dropped_duplicate_readings']}"
+    )
+
+
+def run_scenario(
+    cluster: Cluster, jars: list[str], jobs_zip: Path, name: str, variant: str, fault: Callable[[ClusterStory], None]
+) -> Outcome:
+    """The seeded run with ``fault`` injected mid-stream; checks and prints the outcome."""
+    story = ClusterStory(cluster, f"{name}-{SEED}", variant, jars, jobs_zip)
+    try:
+        simulator = story.start_all(READINGS, SEED)
+        wait_for(lambda: story.accepted_count() >= FAULT_AT or not simulator.running(), 300, f"{FAULT_AT} accepted readings")
+        assert simulator.running(), "the simulator finished before the fault: raise READINGS"
+        fault(story)
+        assert simulator.wait(400) == 0, f"the simulator failed; log {simulator.log_file}"
+        accepted = story.accepted()
+        assert len(set(accepted)) == READINGS
+        expected = story.wait_outputs(accepted, timeout=300)
+        job = story.children[f"job-{story.job_runs}"]
+        assert job.running(), f"the job died under the fault; log {job.log_file}"
+    finally:
+        story.stop_all()
+    outcome = story.outcome(accepted, expected)
+    line = scenario_line(name, outcome)
+    SCENARIO_LINES.append(line)
+    print("\n" + line)
+    assert outcome.readings_missing_in_kafka == 0
+    assert outcome.kafka_readings_distinct == READINGS
+    assert Outcome.distinct(outcome.amqp_results) == expected
+    assert Outcome.distinct(outcome.kafka_results) == expected
+    assert outcome.job_malformed == 0
+    assert len(expected) >= 60
+    return outcome
+
+
+def test_clean_run(cluster: Cluster, jars: list[str], jobs_zip: Path) -> None:
+    """No fault; the AMQP-source job reads on two workers that cannot see the driver's log."""
+
+    def no_fault(story: ClusterStory) -> None:
+        log_dir = story.cluster.network["spark-master"].folder / story.prefix / "amqp-log"
+        assert list(log_dir.rglob("*.wal")), "the source wrote no log on the driver host"
+        assert cluster.spark is not None and cluster.spark.executors_of_running_apps() == 2
+
+    run_scenario(cluster, jars, jobs_zip, "clean", "amqp", no_fault)
