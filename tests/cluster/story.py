@@ -34,7 +34,7 @@ from deploy.executor_env import submit_env
 from deploy.standalone import spark_home, spark_script
 from simulators.feed import read_accepted_log
 from simulators.model import Reading
-from tests.faults.story import WATERMARK_MS, Outcome, reading_key
+from tests.faults.story import Outcome, reading_key
 from tests.jobs.oracle import expected_windows
 from tests.simulator_runs import temperature_command
 from tests.waiting import wait_for
@@ -46,6 +46,9 @@ DEVICES_COUNT = 20
 RATE = 40.0  # readings per wall-clock second, all devices together
 TIME_SCALE = 5  # event time runs 5x faster: a 5 s window every wall-clock second, ~40 readings each
 PARTITIONS = 2
+# Readings delayed by a fault (held by a cut-off bridge, queued on a device during a failover) must still be
+# on time: 200 s of event time is 40 s of wall-clock time here, longer than any fault the scenarios inject.
+WATERMARK_S = 200
 
 
 @dataclass
@@ -124,6 +127,7 @@ class ClusterStory:
             "--amqp-url", self.cluster.amqp_url, *source, "--sink-address", self.max_address,
             "--kafka-bootstrap", self.cluster.kafka_bootstrap, "--kafka-topic", self.max_topic,
             "--checkpoint-dir", str(state / "checkpoint"), "--trigger-interval", "1 second",
+            "--watermark", f"{WATERMARK_S} seconds",
         ]  # fmt: skip
         env = {**submit_env(spark_home=str(spark_home())), "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": driver.address}
         env["PYTHONUNBUFFERED"] = "1"
@@ -180,6 +184,10 @@ class ClusterStory:
     def accepted(self) -> list[Reading]:
         return read_accepted_log(self.accepted_log)
 
+    def kafka_count(self, topic: str) -> int:
+        """Records seen on ``topic`` so far."""
+        return self._tally.count(topic)
+
     def job_batches(self) -> int:
         with self._lock:
             return sum(1 for p in self.progress if p["run"] == self.job_runs)
@@ -187,7 +195,7 @@ class ClusterStory:
     def wait_outputs(self, accepted: list[Reading], timeout: float) -> list[dict]:
         """Wait until every accepted reading is on Kafka and every closed window on Kafka ``max`` and at the receiver."""
         keys = set(accepted)
-        closed = max(r.ts for r in accepted) - WATERMARK_MS
+        closed = max(r.ts for r in accepted) - WATERMARK_S * 1000
         expected = expected_windows(list(dict.fromkeys(accepted)), 5000, closed_before_ms=closed)
         starts = {w["window_start"] for w in expected}
 
