@@ -37,6 +37,50 @@ logger.apache.level = WARN
 """
 
 
+def new_kafka_uuid() -> str:
+    """A random id in Kafka's own form (URL-safe base64 of 16 bytes), for cluster and directory ids.
+
+    Kafka's own generator never returns an id starting with "-" (a command line would read
+    it as an option); neither does this one.
+    """
+    while True:
+        value = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not value.startswith("-"):
+            return value
+
+
+def write_log4j(home: Path) -> Path:
+    """A log4j2 configuration in ``home`` sending the node's log to ``home/server.log`` (warnings only from Kafka)."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "log4j2.properties"
+    path.write_text(_LOG4J.format(log=home / "server.log"))
+    return path
+
+
+def kafka_java(libs: Path, heap: str, home: Path, main: str, *args: str) -> list[str]:
+    """The command that runs Kafka's ``main`` class from the cached jars with a ``heap``-bounded JVM."""
+    return [
+        java_executable(),
+        f"-Xmx{heap}", "-Xms128m", "-XX:+UseG1GC",
+        f"-Dlog4j2.configurationFile={home / 'log4j2.properties'}",
+        "-cp", f"{libs}/*", main, *args,
+    ]  # fmt: skip
+
+
+def format_storage(libs: Path, heap: str, home: Path, config: Path, cluster_id: str, *args: str) -> None:
+    """Run Kafka's storage tool: format the log dirs of ``config`` for ``cluster_id`` (``args``: extra tool options)."""
+    proc = subprocess.run(
+        # "--cluster-id=ID": spelled as one argument, so that no id can be read as an option
+        kafka_java(libs, heap, home, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config), *args),
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise ServiceError(
+            f"formatting Kafka storage failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        )
+
+
 @dataclass(frozen=True)
 class KafkaSaslSsl:
     """An extra SASL_SSL listener on ``port``: ``keystore`` (PKCS#12) for TLS, ``users`` (name -> password) for SCRAM."""
@@ -68,17 +112,11 @@ class KafkaService:
         return f"{self.settings.host}:{self.sasl_ssl.port}" if self.sasl_ssl else None
 
     def _java(self, main: str, *args: str) -> list[str]:
-        return [
-            java_executable(),
-            f"-Xmx{self.settings.jvm_heap}", "-Xms128m", "-XX:+UseG1GC",
-            f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
-            "-cp", f"{self.libs}/*", main, *args,
-        ]  # fmt: skip
+        return kafka_java(self.libs, self.settings.jvm_heap, self.home, main, *args)
 
     def _write_config(self) -> Path:
         s = self.settings
-        self.home.mkdir(parents=True, exist_ok=True)
-        (self.home / "log4j2.properties").write_text(_LOG4J.format(log=self.home / "server.log"))
+        write_log4j(self.home)
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -118,22 +156,12 @@ class KafkaService:
     def _format_storage(self, config: Path) -> None:
         if (self.data / "meta.properties").is_file():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         scram = [
             arg
             for name, password in (self.sasl_ssl.users.items() if self.sasl_ssl else ())
             for arg in ("--add-scram", f"{self.sasl_ssl.mechanism}=[name={name},password={password}]")  # type: ignore[union-attr]
         ]
-        proc = subprocess.run(
-            # "--cluster-id=ID": a random id may start with "-", which the tool would read as an option
-            self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config), *scram),
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            raise ServiceError(
-                f"formatting Kafka storage failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
-            )
+        format_storage(self.libs, self.settings.jvm_heap, self.home, config, new_kafka_uuid(), *scram)
 
     def start(self) -> None:
         """Start the node in the background (formatting storage on first use); returns at once."""
