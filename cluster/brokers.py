@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from cluster.hosts import Host
 from services.artemis import ArtemisService
 from services.fetch import fetch_artemis, fetch_kafka
-from services.kafka import KafkaService
+from services.kafka_cluster import KafkaCluster, KafkaNodeSpec
 from services.settings import ServiceSettings
 
 AMQP_PORT = 5672
@@ -58,9 +58,24 @@ def artemis_on(host: Host) -> ArtemisService:
     return ArtemisService(settings, fetch_artemis(settings))
 
 
-def kafka_on(host: Host) -> KafkaService:
-    settings = settings_on(host, KAFKA_HEAP)
-    return KafkaService(settings, fetch_kafka(settings))
+def kafka_cluster_on(hosts: list[Host]) -> KafkaCluster:
+    """One KRaft node (broker and controller) on each host, node ids from 1; RF 3, ``min.insync.replicas`` 2.
+
+    Each node has its own folder on its host; the nodes run in their hosts' network
+    namespaces (:class:`~services.kafka_cluster.KafkaCluster` starts them there).
+    """
+    specs = [
+        KafkaNodeSpec(
+            node_id=i,
+            host=h.address,
+            port=KAFKA_PORT,
+            controller_port=KAFKA_CONTROLLER_PORT,
+            folder=h.folder / "kafka",
+            netns=h.netns,
+        )
+        for i, h in enumerate(hosts, start=1)
+    ]
+    return KafkaCluster(specs, fetch_kafka(ServiceSettings.from_env()), heap=KAFKA_HEAP, num_partitions=2)
 
 
 def create_topics(bootstrap: str, topics: list[str], partitions: int, replicas: int, timeout: float = 60.0) -> None:

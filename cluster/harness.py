@@ -21,12 +21,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from cluster.brokers import artemis_on, kafka_on
+from cluster.brokers import artemis_on, kafka_cluster_on
 from cluster.hosts import Network
 from cluster.spark import SparkCluster
 from demo.children import Child
 from services.artemis import ArtemisService
-from services.kafka import KafkaService
+from services.kafka_cluster import KafkaCluster
 
 KAFKA_HOSTS = ("kafka1", "kafka2", "kafka3")
 ARTEMIS_LIVE, ARTEMIS_BACKUP = "artemis-live", "artemis-backup"
@@ -59,7 +59,7 @@ class Cluster:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.network = Network(self.root)
-        self.kafka: dict[str, KafkaService] = {}
+        self.kafka: KafkaCluster | None = None
         self.artemis: dict[str, ArtemisService] = {}
         self.spark: SparkCluster | None = None
         self.children: list[Child] = []
@@ -72,7 +72,13 @@ class Cluster:
 
     @property
     def kafka_bootstrap(self) -> str:
-        return ",".join(k.bootstrap for k in self.kafka.values())
+        """Every Kafka node: a client reaches the cluster while any one is up."""
+        assert self.kafka is not None
+        return self.kafka.bootstrap
+
+    def kafka_host(self, node_id: int) -> str:
+        """The host Kafka node ``node_id`` runs on."""
+        return KAFKA_HOSTS[node_id - 1]
 
     def host_address(self, name: str) -> str:
         return self.network[name].address
@@ -80,14 +86,15 @@ class Cluster:
     # --- lifecycle -------------------------------------------------------------------
     def start(self, timeout: float = 240.0) -> Cluster:
         self.network.up(list(HOSTS))
-        self.kafka = {name: kafka_on(self.network[name]) for name in KAFKA_HOSTS[:1]}
+        self.kafka = kafka_cluster_on([self.network[name] for name in KAFKA_HOSTS]).start()
         self.artemis = {name: artemis_on(self.network[name]) for name in (ARTEMIS_LIVE,)}
-        for service in (*self.kafka.values(), *self.artemis.values()):
-            service.start()
+        for broker in self.artemis.values():
+            broker.start()
         self.spark = SparkCluster(self.network[DRIVER], [self.network[w] for w in WORKERS])
         self.spark.start(timeout)
-        for service in (*self.kafka.values(), *self.artemis.values()):
-            service.wait_ready(timeout)
+        self.kafka.wait_ready(timeout)
+        for broker in self.artemis.values():
+            broker.wait_ready(timeout)
         return self
 
     def start_child(
@@ -119,8 +126,10 @@ class Cluster:
             self.children.clear()
             if self.spark is not None:
                 self.spark.stop()
-            for service in (*self.artemis.values(), *self.kafka.values()):
-                service.stop(timeout=20)
+            for broker in self.artemis.values():
+                broker.stop(timeout=20)
+            if self.kafka is not None:
+                self.kafka.stop(timeout=20)
         finally:
             self.network.destroy()
 

@@ -72,7 +72,10 @@ class ClusterStory:
         self.max_address, self.topic, self.max_topic = f"{p}.max", f"{p}.temperature", f"{p}.max"
         consumers = ["bridge", "spark"] if self.variant == "amqp" else ["bridge"]
         ensure_fanout(next(iter(self.cluster.artemis.values())).url, self.address, [self.queues[c] for c in consumers])
-        create_topics(self.cluster.kafka_bootstrap, [self.topic, self.max_topic], PARTITIONS, replicas=len(self.cluster.kafka))
+        assert self.cluster.kafka is not None
+        create_topics(
+            self.cluster.kafka_bootstrap, [self.topic, self.max_topic], PARTITIONS, self.cluster.kafka.replication_factor
+        )
         self._lock = threading.Lock()
         self._kafka: dict[str, list[bytes]] = {self.topic: [], self.max_topic: []}
         self._tally = KafkaTally(self.cluster.kafka_bootstrap, [self.topic, self.max_topic], on_record=self._on_record)

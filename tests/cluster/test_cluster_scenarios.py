@@ -117,13 +117,35 @@ def test_spark_worker_host_killed(cluster: Cluster, jars: list[str], jobs_zip: P
     run_scenario(cluster, jars, jobs_zip, "spark-worker-killed", "kafka", fault)
 
 
+def test_kafka_leader_killed(cluster: Cluster, jars: list[str], jobs_zip: Path) -> None:
+    """The Kafka node leading the most ``temperature`` partitions is SIGKILLed; others take over; it restarts and catches up."""
+    kafka = cluster.kafka
+    assert kafka is not None
+
+    def fault(story: ClusterStory) -> None:
+        leaders = kafka.partition_leaders(story.topic)
+        victim = max(set(leaders.values()), key=list(leaders.values()).count)
+        before = story.kafka_count(story.topic)
+        kafka.kill(victim)
+        moved = kafka.wait_leaders(story.topic, excluding=[victim], timeout=90)
+        assert victim not in moved.values()
+        # With one node of three down, acks=all still succeeds (min.insync.replicas=2): the stream goes on.
+        wait_for(lambda: story.kafka_count(story.topic) > before + 200, 120, "readings on Kafka without the old leader")
+        kafka.start_node(victim)
+        kafka.wait_registered([victim], timeout=120)
+        kafka.wait_in_sync(story.topic, victim, timeout=180)
+
+    run_scenario(cluster, jars, jobs_zip, "kafka-leader-killed", "kafka", fault)
+
+
 PARTITION_S = 20.0
 
 
 def test_bridge_replica_loses_kafka(cluster: Cluster, jars: list[str], jobs_zip: Path) -> None:
     """bridge1's host loses its routes to every Kafka node for 20 s; bridge2 carries the stream meanwhile."""
     bridge_host = cluster.network["bridge1"]
-    kafka_addresses = [cluster.network[name].address for name in cluster.kafka]
+    assert cluster.kafka is not None
+    kafka_addresses = [spec.host for spec in cluster.kafka.specs]
 
     def fault(story: ClusterStory) -> None:
         before = story.kafka_count(story.topic)
