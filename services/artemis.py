@@ -75,6 +75,10 @@ class ArtemisService(LocalBroker):
         if _NO_AUTO_CREATE not in text:
             text = text.replace(_CATCH_ALL, _NO_AUTO_CREATE + _CATCH_ALL, 1)
         broker_xml.write_text(text)
+        # `artemis create` fixes the initial heap at 512M whatever the maximum: a smaller
+        # --java-memory would make the JVM refuse to start.
+        profile = self.instance / "etc" / "artemis.profile"
+        profile.write_text(re.sub(r"-Xms\d+[MmGg]", "-Xms128M", profile.read_text(), count=1))
         # Anonymous clients get the guest role, but wrong credentials must fail rather than
         # silently fall through to guest: that is what a user/password mode means.
         login = self.instance / "etc" / "login.config"

@@ -44,7 +44,8 @@ class KafkaNodeSpec:
 
     ``host`` is the address the node binds to; ``advertised_host`` (default ``host``) is the
     one clients and the other nodes are told to use. ``netns`` names a Linux network
-    namespace (``ip netns exec``) the node runs in, in which ``host`` must be an address.
+    namespace (``ip netns exec``) the node runs in, in which ``host`` must be an address;
+    ``launcher`` (a whole command prefix, e.g. a host's network and mount namespaces) wins over it.
     """
 
     node_id: int
@@ -54,6 +55,13 @@ class KafkaNodeSpec:
     folder: Path
     netns: str | None = None
     advertised_host: str | None = None
+    launcher: tuple[str, ...] = ()
+
+    def command_prefix(self) -> list[str]:
+        """What starts the node where it runs: ``launcher``, else ``ip netns exec <netns>``, else nothing."""
+        if self.launcher:
+            return list(self.launcher)
+        return ["ip", "netns", "exec", self.netns] if self.netns else []
 
     @property
     def address(self) -> str:
@@ -127,8 +135,7 @@ class KafkaClusterNode:
                     f"port {port} on {s.host} (Kafka node {s.node_id}) is already in use by another process: "
                     "stop it, or give the node another port"
                 )
-        launcher = ["ip", "netns", "exec", s.netns] if s.netns else []
-        self.process.start([*launcher, *kafka_java(self.libs, self.heap, s.folder, "kafka.Kafka", str(self.config))])
+        self.process.start([*s.command_prefix(), *kafka_java(self.libs, self.heap, s.folder, "kafka.Kafka", str(self.config))])
 
 
 class KafkaCluster:

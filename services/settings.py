@@ -50,6 +50,8 @@ class ServiceSettings:
     ``RABBITMQ_EPMD_PORT`` [4370] (a private Erlang port mapper, never the system's 4369).
     ``SERVICES_NETNS``: run the brokers inside this Linux network namespace (``ip netns exec``;
     ``host`` is then an address of that namespace), e.g. to cut the network under them in tests.
+    ``launch_prefix`` (no variable; for harnesses): the whole command prefix that starts a
+    broker where it should run, e.g. a host's network and mount namespaces; it wins over ``netns``.
     """
 
     host: str = "127.0.0.1"
@@ -69,6 +71,7 @@ class ServiceSettings:
     broker: str = "artemis"
     rabbitmq_dist_port: int = 25672
     rabbitmq_epmd_port: int = 4370
+    launch_prefix: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.broker not in BROKERS:
@@ -76,6 +79,8 @@ class ServiceSettings:
 
     def launcher(self) -> list[str]:
         """The command prefix that starts a broker process where it should run (its network namespace)."""
+        if self.launch_prefix:
+            return list(self.launch_prefix)
         return ["ip", "netns", "exec", self.netns] if self.netns else []
 
     @classmethod

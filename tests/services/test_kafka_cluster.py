@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from services.fetch import fetch_kafka
-from services.kafka_cluster import KafkaCluster, local_nodes
+from services.kafka_cluster import KafkaCluster, KafkaNodeSpec, local_nodes
 from services.process import ServiceError
 from services.settings import ServiceSettings
 from tests.kafka_clients import consume
@@ -103,3 +103,36 @@ def test_a_half_formatted_cluster_is_refused(tmp_path: Path) -> None:
     (specs[0].folder / "data" / "meta.properties").write_text("cluster.id=x\n")
     with pytest.raises(ServiceError, match=r"nodes \[1\] have formatted storage but nodes \[2\] do not"):
         KafkaCluster(specs, libs).start()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"replication_factor": 4}, r"replication_factor \(4\) <= nodes \(3\)"),
+        ({"min_insync": 3, "replication_factor": 2}, r"min_insync \(3\) <= replication_factor \(2\)"),
+    ],
+)
+def test_impossible_replication_settings_are_refused(tmp_path: Path, kwargs: dict[str, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        KafkaCluster(local_nodes(3, tmp_path), tmp_path, **kwargs)
+
+
+@pytest.mark.unit
+def test_node_ids_must_be_unique_and_known(tmp_path: Path) -> None:
+    specs = local_nodes(2, tmp_path)
+    with pytest.raises(ValueError, match=r"node ids must be unique, got \[1, 1\]"):
+        KafkaCluster([specs[0], specs[0]], tmp_path)
+    with pytest.raises(ValueError, match=r"no Kafka node 7; the nodes are \[1, 2\]"):
+        KafkaCluster(specs, tmp_path).node(7)
+
+
+@pytest.mark.unit
+def test_a_node_runs_where_its_spec_says(tmp_path: Path) -> None:
+    plain = local_nodes(1, tmp_path)[0]
+    assert plain.command_prefix() == []
+    netns = KafkaNodeSpec(2, "10.0.0.2", 9092, 9093, tmp_path, netns="h2")
+    assert netns.command_prefix() == ["ip", "netns", "exec", "h2"]
+    launcher = KafkaNodeSpec(2, "10.0.0.2", 9092, 9093, tmp_path, netns="h2", launcher=("nsenter", "-t", "1"))
+    assert launcher.command_prefix() == ["nsenter", "-t", "1"]
+    assert KafkaNodeSpec(3, "0.0.0.0", 9092, 9093, tmp_path, advertised_host="10.0.0.3").bootstrap == "10.0.0.3:9092"
