@@ -1,20 +1,20 @@
-"""The brokers placed on hosts: Kafka nodes and Artemis brokers, each bound to its host's address.
+"""The brokers placed on hosts: three Kafka nodes and a replicated Artemis pair, each bound to its host.
 
-The services themselves are :mod:`services`' (the same code that runs them for ``make up``
-and the tests); this module only gives each one its host: the host's address, the host's
-private folder as its run folder, and the host's launcher (network and mount namespace).
+The services themselves are :mod:`services`' (:class:`~services.kafka_cluster.KafkaCluster`,
+:class:`~services.artemis_ha.ArtemisHaPair`); this module only gives each node its host: the
+host's address, a folder of its own on that host, and the host's launcher (its network and
+mount namespaces), so a broker sees no other host's files.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cluster.hosts import Host
-from services.artemis import ArtemisService
+from services.artemis_ha import ArtemisHaPair, ArtemisNodeSpec
 from services.fetch import fetch_artemis, fetch_kafka
 from services.kafka_cluster import KafkaCluster, KafkaNodeSpec
 from services.settings import ServiceSettings
@@ -22,60 +22,26 @@ from services.settings import ServiceSettings
 AMQP_PORT = 5672
 KAFKA_PORT = 9092
 KAFKA_CONTROLLER_PORT = 9093
-KAFKA_HEAP = "384m"
-ARTEMIS_HEAP = "512m"  # artemis create's profile starts with -Xms512M
-
-
-@dataclass(frozen=True)
-class HostServiceSettings(ServiceSettings):
-    """:class:`ServiceSettings` whose processes start through a host's launcher (its namespaces)."""
-
-    host_launcher: tuple[str, ...] = ()
-
-    def launcher(self) -> list[str]:
-        return list(self.host_launcher)
-
-
-def settings_on(host: Host, heap: str) -> HostServiceSettings:
-    """Service settings for ``host``: its address, the default ports, its folder, a small heap."""
-    return HostServiceSettings(
-        **{
-            **ServiceSettings.from_env().__dict__,
-            "host": host.address,
-            "amqp_port": AMQP_PORT,
-            "kafka_port": KAFKA_PORT,
-            "kafka_controller_port": KAFKA_CONTROLLER_PORT,
-            "run_dir": host.folder,
-            "jvm_heap": heap,
-            "netns": host.netns,
-        },
-        host_launcher=tuple(host.launcher()),
-    )
-
-
-def artemis_on(host: Host) -> ArtemisService:
-    settings = settings_on(host, ARTEMIS_HEAP)
-    return ArtemisService(settings, fetch_artemis(settings))
+HEAP = "384m"
 
 
 def kafka_cluster_on(hosts: list[Host]) -> KafkaCluster:
-    """One KRaft node (broker and controller) on each host, node ids from 1; RF 3, ``min.insync.replicas`` 2.
-
-    Each node has its own folder on its host; the nodes run in their hosts' network
-    namespaces (:class:`~services.kafka_cluster.KafkaCluster` starts them there).
-    """
+    """One KRaft node (broker and controller) on each host, node ids from 1; RF 3, ``min.insync.replicas`` 2."""
     specs = [
         KafkaNodeSpec(
-            node_id=i,
-            host=h.address,
-            port=KAFKA_PORT,
-            controller_port=KAFKA_CONTROLLER_PORT,
-            folder=h.folder / "kafka",
-            netns=h.netns,
+            node_id=i, host=h.address, port=KAFKA_PORT, controller_port=KAFKA_CONTROLLER_PORT, folder=h.folder / "kafka",
+            launcher=tuple(h.launcher()),
         )
         for i, h in enumerate(hosts, start=1)
-    ]
-    return KafkaCluster(specs, fetch_kafka(ServiceSettings.from_env()), heap=KAFKA_HEAP, num_partitions=2)
+    ]  # fmt: skip
+    return KafkaCluster(specs, fetch_kafka(ServiceSettings.from_env()), heap=HEAP, num_partitions=2)
+
+
+def artemis_pair_on(primary: Host, backup: Host) -> ArtemisHaPair:
+    """The replicated Artemis primary on one host and its backup on another; clients get ``pair.url`` (both)."""
+    settings = ServiceSettings.from_env()
+    specs = [ArtemisNodeSpec(h.address, AMQP_PORT, h.folder / "artemis", launcher=tuple(h.launcher())) for h in (primary, backup)]
+    return ArtemisHaPair(specs[0], specs[1], fetch_artemis(settings), settings=settings, heap=HEAP)
 
 
 def create_topics(bootstrap: str, topics: list[str], partitions: int, replicas: int, timeout: float = 60.0) -> None:

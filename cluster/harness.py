@@ -21,11 +21,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from cluster.brokers import artemis_on, kafka_cluster_on
+from cluster.brokers import artemis_pair_on, kafka_cluster_on
 from cluster.hosts import Network
 from cluster.spark import SparkCluster
 from demo.children import Child
-from services.artemis import ArtemisService
+from services.artemis_ha import ArtemisHaPair
 from services.kafka_cluster import KafkaCluster
 
 KAFKA_HOSTS = ("kafka1", "kafka2", "kafka3")
@@ -60,15 +60,16 @@ class Cluster:
         self.root = Path(root)
         self.network = Network(self.root)
         self.kafka: KafkaCluster | None = None
-        self.artemis: dict[str, ArtemisService] = {}
+        self.artemis: ArtemisHaPair | None = None
         self.spark: SparkCluster | None = None
         self.children: list[Child] = []
 
     # --- addresses a client is given -------------------------------------------------
     @property
     def amqp_url(self) -> str:
-        """Every Artemis broker, live first: clients fail over along this list."""
-        return ",".join(a.url for a in self.artemis.values())
+        """Both Artemis brokers, live first: clients fail over along this list."""
+        assert self.artemis is not None
+        return self.artemis.url
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -87,14 +88,11 @@ class Cluster:
     def start(self, timeout: float = 240.0) -> Cluster:
         self.network.up(list(HOSTS))
         self.kafka = kafka_cluster_on([self.network[name] for name in KAFKA_HOSTS]).start()
-        self.artemis = {name: artemis_on(self.network[name]) for name in (ARTEMIS_LIVE,)}
-        for broker in self.artemis.values():
-            broker.start()
+        self.artemis = artemis_pair_on(self.network[ARTEMIS_LIVE], self.network[ARTEMIS_BACKUP]).start()
         self.spark = SparkCluster(self.network[DRIVER], [self.network[w] for w in WORKERS])
         self.spark.start(timeout)
         self.kafka.wait_ready(timeout)
-        for broker in self.artemis.values():
-            broker.wait_ready(timeout)
+        self.artemis.wait_ready(timeout)
         return self
 
     def start_child(
@@ -126,8 +124,8 @@ class Cluster:
             self.children.clear()
             if self.spark is not None:
                 self.spark.stop()
-            for broker in self.artemis.values():
-                broker.stop(timeout=20)
+            if self.artemis is not None:
+                self.artemis.stop(timeout=20)
             if self.kafka is not None:
                 self.kafka.stop(timeout=20)
         finally:

@@ -71,7 +71,8 @@ class ClusterStory:
         self.queues = {c: f"{self.address}::{self.address}.{c}" for c in ("bridge", "spark")}
         self.max_address, self.topic, self.max_topic = f"{p}.max", f"{p}.temperature", f"{p}.max"
         consumers = ["bridge", "spark"] if self.variant == "amqp" else ["bridge"]
-        ensure_fanout(next(iter(self.cluster.artemis.values())).url, self.address, [self.queues[c] for c in consumers])
+        assert self.cluster.artemis is not None
+        ensure_fanout(self.cluster.artemis.primary.url, self.address, [self.queues[c] for c in consumers])
         assert self.cluster.kafka is not None
         create_topics(
             self.cluster.kafka_bootstrap, [self.topic, self.max_topic], PARTITIONS, self.cluster.kafka.replication_factor

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.harness import Cluster
+from cluster.harness import ARTEMIS_LIVE, Cluster
 from tests.cluster.conftest import SCENARIO_LINES
 from tests.cluster.story import ClusterStory
 from tests.faults.story import Outcome
@@ -160,3 +160,28 @@ def test_bridge_replica_loses_kafka(cluster: Cluster, jars: list[str], jobs_zip:
         assert story.children["bridge1"].running(), "bridge1 died of the partition"
 
     run_scenario(cluster, jars, jobs_zip, "bridge-loses-kafka", "kafka", fault)
+
+
+def test_artemis_live_host_cut_off(cluster: Cluster, jars: list[str], jobs_zip: Path) -> None:
+    """artemis-live's host is cut off the network; the backup takes over; every client fails over to it.
+
+    A replicated pair cannot tell a cut network from a crash: once the backup is active, the
+    isolated live is fenced (SIGKILLed, as an operator or a lock manager would) before its
+    network returns, or both would serve. Last in this file: the pair stays on its backup.
+    """
+    pair = cluster.artemis
+    assert pair is not None
+    live = cluster.network[ARTEMIS_LIVE]
+
+    def fault(story: ClusterStory) -> None:
+        pair.mark_failover()
+        live.cut()
+        try:
+            pair.wait_backup_active(timeout=120)
+            pair.primary.kill()
+        finally:
+            live.restore()
+        before = story.accepted_count()
+        wait_for(lambda: story.accepted_count() > before + 200, 180, "the devices publishing to the backup")
+
+    run_scenario(cluster, jars, jobs_zip, "artemis-live-cut-off", "amqp", fault)
