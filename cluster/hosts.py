@@ -36,9 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PREFIX = "clu-"
-BRIDGE = f"{PREFIX}br0"
 SUBNET = "10.77.0"
-OBSERVER_ADDRESS = f"{SUBNET}.1"  # this process, on the bridge itself: it starts, watches and checks everything
+OBSERVER = 1  # this process, on the bridge itself (10.77.0.1): it starts, watches and checks everything
 FIRST_HOST = 10
 
 
@@ -83,23 +82,20 @@ def _kill_netns_processes(netns: str, deadline_s: float = 15.0) -> None:
         time.sleep(0.1)
 
 
-def remove_leftovers() -> list[str]:
-    """Remove every ``clu-`` namespace (after killing what runs in it) and the bridge; returns what was removed."""
+def remove_leftovers(prefix: str = PREFIX) -> list[str]:
+    """Remove every ``prefix`` namespace (after killing what runs in it), link and bridge; returns what was removed."""
     removed = []
     listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=20).stdout
     for line in listing.splitlines():
         name = line.split()[0] if line.strip() else ""
-        if name.startswith(PREFIX):
+        if name.startswith(prefix):
             _kill_netns_processes(name)
             _ip("netns", "del", name, check=False)
             removed.append(name)
-    if _ip("link", "show", BRIDGE, check=False).returncode == 0:
-        _ip("link", "del", BRIDGE, check=False)
-        removed.append(BRIDGE)
     links = _ip("-o", "link", "show", check=False).stdout
     for line in links.splitlines():
         name = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
-        if name.startswith(PREFIX):
+        if name.startswith(prefix):
             _ip("link", "del", name, check=False)
             removed.append(name)
     return removed
@@ -114,21 +110,26 @@ class Host:
     index: int
     folder: Path
     hidden: list[Path] = field(default_factory=list)
+    prefix: str = PREFIX
 
     @property
     def netns(self) -> str:
-        return f"{PREFIX}{self.name}"
+        return f"{self.prefix}{self.name}"
+
+    @property
+    def bridge(self) -> str:
+        return f"{self.prefix}br0"
 
     @property
     def _veth(self) -> str:
-        return f"{PREFIX}v{self.index}"  # the bridge's end; the host's end is "eth0" inside
+        return f"{self.prefix}v{self.index}"  # the bridge's end; the host's end is "eth0" inside
 
     def create(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         _ip("netns", "add", self.netns)
         _ip("link", "add", self._veth, "type", "veth", "peer", "name", f"{self._veth}p")
         _ip("link", "set", f"{self._veth}p", "netns", self.netns)
-        _ip("link", "set", self._veth, "master", BRIDGE)
+        _ip("link", "set", self._veth, "master", self.bridge)
         _ip("link", "set", self._veth, "up")
         _ip("link", "set", f"{self._veth}p", "name", "eth0", netns=self.netns)
         _ip("addr", "add", f"{self.address}/24", "dev", "eth0", netns=self.netns)
@@ -179,24 +180,34 @@ class Host:
 
 
 class Network:
-    """The bridge and the hosts on it, with their folders under ``root/hosts``."""
+    """The bridge ``<prefix>br0`` and the hosts on it in ``<subnet>.0/24``, with their folders under ``root/hosts``.
 
-    def __init__(self, root: Path) -> None:
+    ``prefix`` and ``subnet`` let two networks coexist (the harness's and a quick test's).
+    """
+
+    def __init__(self, root: Path, prefix: str = PREFIX, subnet: str = SUBNET) -> None:
         self.root = Path(root)
+        self.prefix, self.subnet = prefix, subnet
+        self.bridge = f"{prefix}br0"
         self.hosts: dict[str, Host] = {}
         self.storage = self.root / "storage"
 
+    @property
+    def observer_address(self) -> str:
+        """This process's address on the bridge."""
+        return f"{self.subnet}.{OBSERVER}"
+
     def up(self, names: list[str]) -> Network:
         """Create the bridge and one host per name, in order (addresses from .10); leftovers first removed."""
-        remove_leftovers()
+        remove_leftovers(self.prefix)
         self.storage.mkdir(parents=True, exist_ok=True)
-        _ip("link", "add", BRIDGE, "type", "bridge")
-        _ip("addr", "add", f"{OBSERVER_ADDRESS}/24", "dev", BRIDGE)
-        _ip("link", "set", BRIDGE, "up")
+        _ip("link", "add", self.bridge, "type", "bridge")
+        _ip("addr", "add", f"{self.observer_address}/24", "dev", self.bridge)
+        _ip("link", "set", self.bridge, "up")
         folders = {name: self.root / "hosts" / name for name in names}
         for index, name in enumerate(names):
             others = [folder for other, folder in folders.items() if other != name]
-            host = Host(name, f"{SUBNET}.{FIRST_HOST + index}", index, folders[name], others)
+            host = Host(name, f"{self.subnet}.{FIRST_HOST + index}", index, folders[name], others, self.prefix)
             self.hosts[name] = host
             host.create()
         for folder in folders.values():
@@ -210,5 +221,5 @@ class Network:
         """Kill everything on every host, remove the namespaces and the bridge (safe to call twice)."""
         for host in self.hosts.values():
             host.destroy()
-        _ip("link", "del", BRIDGE, check=False)
-        remove_leftovers()
+        _ip("link", "del", self.bridge, check=False)
+        remove_leftovers(self.prefix)
