@@ -34,8 +34,7 @@ from deploy.executor_env import submit_env
 from deploy.standalone import spark_home, spark_script
 from simulators.feed import read_accepted_log
 from simulators.model import Reading
-from tests.faults.story import Outcome, reading_key
-from tests.jobs.oracle import expected_windows
+from tests.faults.story import Outcome, closed_windows, line_count, progress_entry, reading_key
 from tests.simulator_runs import temperature_command
 from tests.waiting import wait_for
 
@@ -179,11 +178,7 @@ class ClusterStory:
 
     # --- signals ---------------------------------------------------------------------
     def accepted_count(self) -> int:
-        try:
-            with open(self.accepted_log, "rb") as f:
-                return sum(1 for _ in f)
-        except FileNotFoundError:
-            return 0
+        return line_count(self.accepted_log)
 
     def accepted(self) -> list[Reading]:
         return read_accepted_log(self.accepted_log)
@@ -199,8 +194,7 @@ class ClusterStory:
     def wait_outputs(self, accepted: list[Reading], timeout: float) -> list[dict]:
         """Wait until every accepted reading is on Kafka and every closed window on Kafka ``max`` and at the receiver."""
         keys = set(accepted)
-        closed = max(r.ts for r in accepted) - WATERMARK_S * 1000
-        expected = expected_windows(list(dict.fromkeys(accepted)), 5000, closed_before_ms=closed)
+        expected = closed_windows(accepted, WATERMARK_S * 1000)
         starts = {w["window_start"] for w in expected}
 
         def done() -> bool:
@@ -216,23 +210,8 @@ class ClusterStory:
     def outcome(self, accepted: list[Reading], expected: list[dict]) -> Outcome:
         """What reached each output (call after :meth:`stop_all`)."""
         with self._lock:
-            readings = [reading_key(v) for v in self._kafka[self.topic]]
-            kafka_results = [json.loads(v) for v in self._kafka[self.max_topic]]
-            amqp_results = list(self.results_amqp)
-        keys = set(accepted)
-        return Outcome(
-            accepted=len(accepted),
-            accepted_distinct=len(keys),
-            kafka_readings=len(readings),
-            kafka_readings_distinct=len(set(readings)),
-            readings_missing_in_kafka=len(keys - set(readings)),
-            windows_expected=expected,
-            amqp_results=amqp_results,
-            kafka_results=kafka_results,
-            job_dropped_duplicates=sum(p["dropped_duplicates"] for p in self.progress),
-            job_malformed=sum(p["observed"].get("readings", {}).get("malformed", 0) for p in self.progress),
-            job_runs=self.job_runs,
-        )
+            readings, results = list(self._kafka[self.topic]), list(self._kafka[self.max_topic])
+            return Outcome.of(accepted, expected, readings, results, list(self.results_amqp), self.progress, self.job_runs)
 
     # --- internals -------------------------------------------------------------------
     def _start(
@@ -243,9 +222,8 @@ class ClusterStory:
         return child
 
     def _on_job_line(self, line: str) -> None:
-        if line.startswith("progress {"):
-            entry = json.loads(line.split(" ", 1)[1])
-            entry["run"] = self.job_runs
+        entry = progress_entry(line, self.job_runs)
+        if entry is not None:
             with self._lock:
                 self.progress.append(entry)
 
