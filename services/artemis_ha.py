@@ -19,7 +19,10 @@ cut off, the backup activates while the isolated primary stays active too (Artem
 this split brain; a real deployment adds a lock manager such as ZooKeeper, or
 ``network_check`` addresses so the isolated broker stops itself). Give ``network_check``
 an address only the primary's working network reaches (e.g. its gateway) when the harness
-cuts hosts and later restores them.
+cuts hosts and later restores them: the cut-off primary then stops serving, and when the
+network is back it restarts, finds the active backup and takes over from it (failback).
+Restarting both after both stopped: start the one that was active last first; a primary
+started alone after a failover serves its own, older journal.
 """
 
 from __future__ import annotations
@@ -174,6 +177,10 @@ class ArtemisHaPair:
     primary accepts from then on is on both. ``kill_primary()`` is a crash (SIGKILL);
     ``wait_backup_active()`` returns once the backup logged ``AMQ221007`` after the kill
     and serves AMQP.
+
+    ``settings`` gives what both share (credentials, cache); each broker's address, port,
+    folder and launcher come from its spec. ``network_check``: addresses each broker pings
+    every 2 s; when none answers it stops serving until one does (see the module notes).
     """
 
     def __init__(

@@ -25,13 +25,18 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from services.kafka import format_storage, kafka_java, new_kafka_uuid, write_log4j
-from services.process import BackgroundProcess, ServiceError, log_tail, port_stays_busy
+from services.process import BackgroundProcess, ServiceError, log_tail, port_in_use, port_stays_busy
 from services.settings import free_port
+
+if TYPE_CHECKING:
+    from confluent_kafka.admin import AdminClient
 
 _quiet = logging.getLogger("services.kafka_cluster.client")
 _quiet.addHandler(logging.NullHandler())
@@ -165,7 +170,7 @@ class KafkaCluster:
         if len(set(ids)) != len(ids):
             raise ValueError(f"node ids must be unique, got {ids}")
         self.specs = list(nodes)
-        self._client = None
+        self._client: AdminClient | None = None
         self.nodes = {n.node_id: KafkaClusterNode(n, kafka_libs, heap) for n in nodes}
         rf = replication_factor or min(3, len(nodes))
         isr = min_insync or max(1, rf - 1)
@@ -212,8 +217,10 @@ class KafkaCluster:
             )
         cluster_id = new_kafka_uuid()
         initial = ",".join(f"{s.node_id}@{s.controller_endpoint}:{new_kafka_uuid()}" for s in self.specs)
-        for node in self.nodes.values():
-            node.format(cluster_id, initial)
+        # Each format is a JVM of its own: side by side, three take the time of one.
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            for done in [pool.submit(node.format, cluster_id, initial) for node in self.nodes.values()]:
+                done.result()
 
     def start(self) -> KafkaCluster:
         """Write every node's configuration, format the storage on first use, launch every node; returns at once."""
@@ -254,7 +261,7 @@ class KafkaCluster:
         """The ids of the nodes whose process is alive."""
         return [i for i, n in self.nodes.items() if n.process.pid is not None]
 
-    def _admin(self):  # noqa: ANN202 - confluent_kafka's AdminClient, imported lazily
+    def _admin(self) -> AdminClient:
         """One client for the cluster's lifetime: it must outlive its futures (a dropped client fails them)."""
         if self._client is None:
             from confluent_kafka.admin import AdminClient
@@ -299,8 +306,41 @@ class KafkaCluster:
         self._wait(f"registration of brokers {sorted(wanted)}", timeout, lambda: wanted <= self.registered_brokers(), wanted)
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        """Wait until the controller quorum is up and all N brokers are registered (a DescribeCluster answer lists them)."""
+        """Wait until all N brokers are registered (a DescribeCluster answer lists them), every controller
+        listens, and the consumer offsets topic exists with every replica in sync.
+
+        Registration goes through the active controller, so it also means the quorum elected one.
+        """
+        deadline = time.monotonic() + timeout
         self.wait_registered(None, timeout)
+        self._wait(
+            "every controller listening",
+            max(1.0, deadline - time.monotonic()),
+            lambda: all(port_in_use(s.address, s.controller_port) for s in self.specs),
+            self.nodes,
+        )
+        self._wait("the consumer offsets topic on every node", max(1.0, deadline - time.monotonic()), self._offsets_topic_ready)
+
+    def _offsets_topic_ready(self) -> bool:
+        """Ask a group coordinator (which creates ``__consumer_offsets``), then check that every replica is in sync.
+
+        Kafka creates the topic on the first consumer group's request, and only while as many
+        brokers are alive as its replication factor: made here, consumer groups keep working
+        when a node is killed later, even groups that appear only after the kill.
+        """
+        from confluent_kafka import Consumer, TopicPartition
+
+        # A plain consumer's committed-offsets lookup goes through the group coordinator. (Not the
+        # AdminClient's group calls: confluent-kafka 2.16 crashed the process on their answers here.)
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "services-kafka-cluster-ready", "logger": _quiet})
+        try:
+            consumer.committed([TopicPartition("services-kafka-cluster-ready", 0)], timeout=10)
+        except Exception:  # noqa: BLE001 - NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE while the topic is being created
+            return False
+        finally:
+            consumer.close()
+        parts = self.partitions("__consumer_offsets")
+        return bool(parts) and all(leader >= 0 and len(isr) == len(replicas) for leader, replicas, isr in parts.values())
 
     def partitions(self, topic: str, timeout: float = 10.0) -> dict[int, tuple[int, tuple[int, ...], tuple[int, ...]]]:
         """``{partition: (leader, replicas, in-sync replicas)}`` from the cluster's metadata now (empty if unknown).

@@ -49,6 +49,9 @@ def _produce(producer: Producer, topic: str, values: range) -> None:
 @pytest.mark.integration
 def test_cluster_settings_are_the_replicated_ones(cluster: KafkaCluster) -> None:
     assert cluster.registered_brokers() == {1, 2, 3}
+    # Ready means consumer groups work even if a node dies before the first group appears.
+    offsets = cluster.partitions("__consumer_offsets")
+    assert offsets and all(sorted(replicas) == [1, 2, 3] for _, replicas, _ in offsets.values())
     assert len(cluster.bootstrap.split(",")) == 3
     text = cluster.node(2).config.read_text()
     for line in (
