@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: system-packages proton-check setup up down status demo test test-brokers test-unit bench lint lint-cycles dist dist-env cluster-up cluster-down
+.PHONY: system-packages proton-check setup up down status demo test test-brokers test-unit bench lint lint-cycles dist dist-env cluster-up cluster-down cluster-test cluster-clean
 
 # The venv is rebuilt only when requirements.txt changes; the JVM parts are fetched only
 # when their cache stamps are missing, so a warm `make setup` touches no registry.
@@ -104,3 +104,12 @@ cluster-up: setup
 
 cluster-down:
 	@if [ -x $(PY) ]; then $(PY) -m deploy.standalone stop; fi
+
+# The story on a cluster of hosts (network namespaces: needs root): a clean run and one run per fault.
+# Removes what a crashed earlier run left first; the scenarios' summary prints at the end.
+cluster-test: setup cluster-clean
+	CLUSTER_TEST=1 $(PY) -m pytest tests/cluster -p no:cacheprovider $(PYTEST_ARGS)
+
+# Processes, namespaces and the bridge a crashed `make cluster-test` left behind.
+cluster-clean:
+	@if [ -x $(PY) ]; then $(PY) -m cluster clean; fi

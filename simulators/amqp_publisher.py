@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 
 from amqp_message_model.brokers import QueueProbe, missing_queue_reason, needs_queue_probe
-from amqp_message_model.connection import CREDENTIAL_MECHANISMS
+from amqp_message_model.connection import ConnectionOptions, connect_kwargs, parse_endpoints
 from proton import Event
 from proton.handlers import MessagingHandler
 from proton.reactor import Container
@@ -73,8 +73,8 @@ class AmqpPublisher(MessagingHandler):
         self.feed.stop()
 
     def on_start(self, event: Event) -> None:
-        with_credentials = "@" in self.url.split("://", 1)[-1]  # never ANONYMOUS when a user is given
-        self._connection = event.container.connect(self.url, allowed_mechs=CREDENTIAL_MECHANISMS if with_credentials else None)
+        # Every comma-separated URL, in failover order; the heartbeat drops a silently vanished broker.
+        self._connection = event.container.connect(**connect_kwargs(connection_options(self.url), reconnect=True))
         self._sender = event.container.create_sender(self._connection, self.address)
         event.container.schedule(0, self)
 
@@ -196,6 +196,11 @@ class AmqpPublisher(MessagingHandler):
         self.progress.update(self.stats, now - self._started, now, final=True)
         if self._connection is not None:
             self._connection.close()
+
+
+def connection_options(url: str) -> ConnectionOptions:
+    """The simulators' connection: ``url`` may list several brokers for failover; a silent peer is dropped after 5 s."""
+    return ConnectionOptions(parse_endpoints(url), connect_timeout_s=5.0, max_reconnect_delay_s=5.0)
 
 
 def publish_amqp(publisher: AmqpPublisher) -> Stats:

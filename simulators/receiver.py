@@ -25,10 +25,12 @@ from importlib.metadata import version
 from types import FrameType
 from typing import TextIO
 
+from amqp_message_model.connection import connect_kwargs
 from proton import Event
 from proton.handlers import MessagingHandler
 from proton.reactor import Container
 
+from simulators.amqp_publisher import connection_options
 from simulators.messages import body_text
 from simulators.results import WindowResult, format_row, header
 
@@ -62,7 +64,7 @@ class ResultReceiver(MessagingHandler):
         self._connection = None
 
     def on_start(self, event: Event) -> None:
-        self._connection = event.container.connect(self.url)
+        self._connection = event.container.connect(**connect_kwargs(connection_options(self.url), reconnect=True))
         event.container.create_receiver(self._connection, self.address)
         event.container.schedule(self.tick, self)
 
@@ -134,7 +136,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m simulators.receiver", description=__doc__.split("\n")[0])
     p.add_argument("--version", action="version", version=f"%(prog)s {version('amqp-message-model')}")
     p.add_argument(
-        "--url", default=os.environ.get("AMQP_URL", "amqp://127.0.0.1:5672"), help="AMQP broker or bridge URL (env AMQP_URL)"
+        "--url",
+        default=os.environ.get("AMQP_URL", "amqp://127.0.0.1:5672"),
+        help="AMQP broker or bridge URL, several comma-separated for failover (env AMQP_URL)",
     )
     p.add_argument("--address", default="max", help="AMQP address of the results")
     p.add_argument("--count", type=int, default=None, help="stop after this many results")

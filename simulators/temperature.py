@@ -33,7 +33,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m simulators.temperature", description=__doc__.split("\n")[0])
     p.add_argument("--version", action="version", version=f"%(prog)s {version('amqp-message-model')}")
     p.add_argument(
-        "--url", default=os.environ.get("AMQP_URL", "amqp://127.0.0.1:5672"), help="AMQP broker or bridge URL (env AMQP_URL)"
+        "--url",
+        default=os.environ.get("AMQP_URL", "amqp://127.0.0.1:5672"),
+        help="AMQP broker or bridge URL, several comma-separated for failover (env AMQP_URL)",
     )
     p.add_argument("--address", default="temperature", help="AMQP address (or Kafka topic)")
     p.add_argument("--kafka-bootstrap", default=None, help="produce to Kafka at these bootstrap servers instead of AMQP")

@@ -80,6 +80,57 @@ class Outcome:
             "job_runs": self.job_runs,
         }
 
+    @classmethod
+    def of(
+        cls,
+        accepted: list[Reading],
+        expected: list[dict],
+        kafka_readings: list[bytes],
+        kafka_results: list[bytes],
+        amqp_results: list[dict],
+        progress: list[dict],
+        job_runs: int,
+    ) -> Outcome:
+        """The outcome of a run from what each output received (raw Kafka values, decoded AMQP results)."""
+        readings = [reading_key(v) for v in kafka_readings]
+        keys = set(accepted)
+        return cls(
+            accepted=len(accepted),
+            accepted_distinct=len(keys),
+            kafka_readings=len(readings),
+            kafka_readings_distinct=len(set(readings)),
+            readings_missing_in_kafka=len(keys - set(readings)),
+            windows_expected=expected,
+            amqp_results=amqp_results,
+            kafka_results=[json.loads(v) for v in kafka_results],
+            job_dropped_duplicates=sum(p["dropped_duplicates"] for p in progress),
+            job_malformed=sum(p["observed"].get("readings", {}).get("malformed", 0) for p in progress),
+            job_runs=job_runs,
+        )
+
+
+def closed_windows(accepted: list[Reading], watermark_ms: int) -> list[dict]:
+    """The recomputed windows a watermark of ``watermark_ms`` behind the newest accepted reading has closed."""
+    return expected_windows(list(dict.fromkeys(accepted)), 5000, closed_before_ms=max(r.ts for r in accepted) - watermark_ms)
+
+
+def progress_entry(line: str, run: int) -> dict | None:
+    """A job output line's ``progress {...}`` as a dict tagged with the job's ``run``, else None."""
+    if not line.startswith("progress {"):
+        return None
+    entry = json.loads(line.split(" ", 1)[1])
+    entry["run"] = run
+    return entry
+
+
+def line_count(path: Path) -> int:
+    """Lines in ``path`` so far (0 before it exists): the accepted log's length while a simulator writes it."""
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
+
 
 @dataclass
 class Story:
@@ -153,16 +204,12 @@ class Story:
         return read_accepted_log(self.settings.accepted_log)
 
     def accepted_count(self) -> int:
-        try:
-            with open(self.settings.accepted_log, "rb") as f:
-                return sum(1 for _ in f)
-        except FileNotFoundError:
-            return 0
+        return line_count(self.settings.accepted_log)
 
     def wait_outputs(self, accepted: list[Reading], timeout: float) -> list[dict]:
         """Wait until every accepted reading is in Kafka and every closed window on Kafka ``max``."""
         keys = set(accepted)
-        expected = expected_windows(list(dict.fromkeys(accepted)), 5000, closed_before_ms=max(r.ts for r in accepted) - WATERMARK_MS)
+        expected = closed_windows(accepted, WATERMARK_MS)
         starts = {w["window_start"] for w in expected}
 
         def done() -> bool:
@@ -182,22 +229,8 @@ class Story:
         assert ok, f"cannot count the results queue {s.max_address}: {count}"
         amqp = amqp_clients.receive(self.amqp_url, s.max_address, int(count), timeout=60)
         with self._lock:
-            readings = [reading_key(v) for v in self._kafka[s.temperature_topic]]
-            kafka_results = [json.loads(v) for v in self._kafka[s.max_topic]]
-        keys = set(accepted)
-        return Outcome(
-            accepted=len(accepted),
-            accepted_distinct=len(keys),
-            kafka_readings=len(readings),
-            kafka_readings_distinct=len(set(readings)),
-            readings_missing_in_kafka=len(keys - set(readings)),
-            windows_expected=expected,
-            amqp_results=[json.loads(m.body) for m in amqp],
-            kafka_results=kafka_results,
-            job_dropped_duplicates=sum(p["dropped_duplicates"] for p in self.progress),
-            job_malformed=sum(p["observed"].get("readings", {}).get("malformed", 0) for p in self.progress),
-            job_runs=self.job_runs,
-        )
+            readings, results = list(self._kafka[s.temperature_topic]), list(self._kafka[s.max_topic])
+        return Outcome.of(accepted, expected, readings, results, [json.loads(m.body) for m in amqp], self.progress, self.job_runs)
 
     # --- internals -------------------------------------------------------------------
     def _start(self, name: str, cmd: list[str], on_line: Callable[[str], None] | None = None) -> Child:
@@ -221,9 +254,8 @@ class Story:
             return 0
 
     def _on_job_line(self, line: str) -> None:
-        if line.startswith("progress {"):
-            entry = json.loads(line.split(" ", 1)[1])
-            entry["run"] = self.job_runs
+        entry = progress_entry(line, self.job_runs)
+        if entry is not None:
             with self._lock:
                 self.progress.append(entry)
 
@@ -234,4 +266,3 @@ class Story:
     def _on_record(self, topic: str, value: bytes) -> None:
         with self._lock:
             self._kafka[topic].append(value)
-
