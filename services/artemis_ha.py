@@ -35,7 +35,7 @@ from types import TracebackType
 
 from services.artemis import ArtemisService
 from services.probes import amqp_ready
-from services.process import ServiceError, log_tail
+from services.process import wait_until
 from services.settings import ServiceSettings, free_port
 
 BACKUP_SYNCHRONIZED = "AMQ221024"  # "Backup server ... is synchronized with primary server"
@@ -154,19 +154,7 @@ class ReplicatedArtemis(ArtemisService):
 
     def wait_logged(self, code: str, what: str, since: int = 0, timeout: float = 120.0) -> None:
         """Wait until the log holds ``code`` after ``since``; fail if the broker exits or time is up."""
-        deadline = time.monotonic() + timeout
-        while not self.logged(code, since):
-            if self.process.pid is None:
-                raise ServiceError(
-                    f"Artemis {self.role} exited while waiting for {what}; its log ({self.process.log_file}) ends:\n"
-                    + log_tail(self.process.log_file)
-                )
-            if time.monotonic() > deadline:
-                raise ServiceError(
-                    f"Artemis {self.role}: no {what} ({code}) within {timeout:.0f}s; its log "
-                    f"({self.process.log_file}) ends:\n{log_tail(self.process.log_file)}"
-                )
-            time.sleep(0.2)
+        wait_until(lambda: self.logged(code, since), f"{what} ({code}) on the Artemis {self.role}", timeout, [self.process])
 
 
 class ArtemisHaPair:

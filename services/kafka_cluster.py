@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from services.kafka import format_storage, kafka_java, new_kafka_uuid, write_log4j
-from services.process import BackgroundProcess, ServiceError, log_tail, port_in_use, port_stays_busy
+from services.process import BackgroundProcess, ServiceError, port_in_use, port_stays_busy, wait_until
 from services.settings import free_port
 
 if TYPE_CHECKING:
@@ -279,26 +279,8 @@ class KafkaCluster:
 
     def _wait(self, what: str, timeout: float, check: Callable[[], object], alive: Iterable[int] = ()) -> object:
         """Poll ``check`` until truthy; fail at the deadline, or at once if a node of ``alive`` exits."""
-        alive = set(alive)
-        deadline = time.monotonic() + timeout
-        delay = 0.2
-        while True:
-            value = check()
-            if value:
-                return value
-            for node_id, node in self.nodes.items():
-                if node_id in alive and node.process.pid is None:
-                    raise ServiceError(
-                        f"Kafka node {node_id} exited while waiting for {what}; its log ({node.process.log_file}) ends:\n"
-                        + log_tail(node.process.log_file)
-                    )
-            if time.monotonic() > deadline:
-                raise ServiceError(
-                    f"Kafka cluster: no {what} within {timeout:.0f}s; node logs are in "
-                    + ", ".join(str(n.process.log_file) for n in self.nodes.values())
-                )
-            time.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
+        watched = [node.process for node_id, node in self.nodes.items() if node_id in set(alive)]
+        return wait_until(check, f"{what} in the Kafka cluster", timeout, watched)
 
     def wait_registered(self, node_ids: Iterable[int] | None = None, timeout: float = 120.0) -> None:
         """Wait until each of ``node_ids`` (default: all) is alive and listed as a registered broker."""

@@ -7,8 +7,11 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class ServiceError(RuntimeError):
@@ -118,22 +121,36 @@ class BackgroundProcess:
 
     def wait_ready(self, probe: Callable[[], bool], timeout: float, what: str) -> None:
         """Poll ``probe`` (a real protocol check) until it is true, the process dies, or time is up."""
-        deadline = time.monotonic() + timeout
-        delay = 0.1
-        while True:
-            if self.pid is None:
+        wait_until(probe, f"{self.name} ready ({what})", timeout, watched=[self])
+
+
+def wait_until(check: Callable[[], T], what: str, timeout: float, watched: Iterable[BackgroundProcess] = ()) -> T:
+    """Poll ``check`` until it answers something true and return that answer.
+
+    Fails at once, with the end of its log, when a process of ``watched`` exits (waiting on
+    would only hide why), and at the deadline with the logs to read.
+    """
+    watched = list(watched)
+    deadline = time.monotonic() + timeout
+    delay = 0.1
+    while True:
+        for process in watched:
+            if process.pid is None:
                 raise ServiceError(
-                    f"{self.name} exited while starting; its log ({self.log_file}) ends:\n{log_tail(self.log_file)}"
+                    f"{process.name} exited while waiting for {what}; its log ({process.log_file}) ends:\n"
+                    + log_tail(process.log_file)
                 )
-            if probe():
-                return
-            if time.monotonic() > deadline:
-                raise ServiceError(
-                    f"{self.name} did not become ready ({what}) within {timeout:.0f}s; "
-                    f"its log ({self.log_file}) ends:\n{log_tail(self.log_file)}"
-                )
-            time.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            if len(watched) == 1:
+                logs = f"its log ({watched[0].log_file}) ends:\n{log_tail(watched[0].log_file)}"
+            else:
+                logs = "logs: " + ", ".join(str(process.log_file) for process in watched)
+            raise ServiceError(f"no {what} within {timeout:.0f}s; {logs}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 1.0)
 
 
 def _alive(pid: int) -> bool:
