@@ -208,6 +208,10 @@ class MessageConverter(ABC):
             message.creation_time = record.timestamp_ms / 1000.0
         return message
 
+    def encode_message(self, record: KafkaRecord) -> bytes:
+        """Kafka record -> the AMQP encoding of :meth:`to_message`'s message, ready to send. Raises ``ConversionError``."""
+        return bytes(self.to_message(record).encode())
+
 
 class RawConverter(MessageConverter):
     """The body as bytes (the shared model's rules); back as one ``data`` section."""

@@ -22,6 +22,7 @@ from proton.reactor import ApplicationEvent, EventInjector
 from amqp_kafka_bridge.context import LinkContext
 from amqp_kafka_bridge.converters import converter_for
 from amqp_kafka_bridge.errors import INTERNAL_ERROR, AmqpConditionError
+from amqp_kafka_bridge.hot_path import HotRoutes
 from amqp_kafka_bridge.kafka_io import ProducerPump, Signal, SourceSpec, TopicAdmin
 from amqp_kafka_bridge.links import BridgedLink, InboundLink, OutboundLink
 from amqp_kafka_bridge.metrics import BridgeMetrics
@@ -48,6 +49,7 @@ class BridgeCore:
         self.admin = TopicAdmin(settings.admin_config(), settings.topic_partitions)
         self.context = LinkContext(settings, metrics, converter_for(settings.converter), self.producer, self.records_signal)
         self._links: dict[Link, BridgedLink] = {}
+        self.routes = HotRoutes()  # the bridged links' hot events, served below proton's dispatch (hot_path)
         self._checks: list[tuple[BridgedLink, Future[None]]] = []
         self._closing: list[BridgedLink] = []  # forgotten, but still waiting for a dead-letter ack to close their consumer
         self._draining = False
@@ -82,6 +84,7 @@ class BridgeCore:
 
     def _attach(self, bridged: BridgedLink, create: bool | None = None) -> None:
         self._links[bridged.link] = bridged
+        self.routes.add(bridged.link, bridged)
         self.metrics.links.labels(bridged.role).inc()
         if self._draining:
             bridged.drain()
@@ -117,6 +120,7 @@ class BridgeCore:
         bridged = self._links.pop(link, None)
         if bridged is None:
             return
+        self.routes.remove(link)
         self.metrics.links.labels(bridged.role).dec()
         bridged.close()
         if not bridged.finished:
