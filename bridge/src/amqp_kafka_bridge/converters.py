@@ -27,6 +27,7 @@ offset/key`` annotations.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from abc import ABC, abstractmethod
@@ -34,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from amqp_message_model import encoding
 from amqp_message_model.sections import is_encoded_message
 from amqp_message_model.values import MESSAGE_FIELDS, body_to_bytes, content_type_of, id_to_text, to_json_value, value_to_bytes
 from proton import Message, symbol
@@ -47,11 +49,23 @@ KEY_ANNOTATION = "x-opt-bridge.key"
 PARTITION_ANNOTATION = "x-opt-bridge.partition"
 TOPIC_ANNOTATION = "x-opt-bridge.topic"
 OFFSET_ANNOTATION = "x-opt-bridge.offset"
+# The annotation keys, encoded once (encode_message writes the annotations map directly).
+_TOPIC_KEY, _PARTITION_KEY, _OFFSET_KEY, _KEY_KEY = (
+    encoding.encode_symbol(a) for a in (TOPIC_ANNOTATION, PARTITION_ANNOTATION, OFFSET_ANNOTATION, KEY_ANNOTATION)
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def _topic_entry(topic: str) -> bytes:
+    """The ``x-opt-bridge.topic`` annotation entry for ``topic`` (a link reads one topic: encoded once)."""
+    return _TOPIC_KEY + encoding.encode_string(topic)
+
 
 # AMQP message fields carried as Kafka headers (raw/json modes) so that they survive.
 _FIELD_HEADERS = dict(
     zip(MESSAGE_FIELDS, ("amqp.subject", "amqp.message-id", "amqp.correlation-id", "amqp.content-type"), strict=True)
 )
+_HEADER_FIELDS = {header: attr for attr, header in _FIELD_HEADERS.items()}
 
 
 class ConversionError(AmqpConditionError, ValueError):
@@ -208,9 +222,61 @@ class MessageConverter(ABC):
             message.creation_time = record.timestamp_ms / 1000.0
         return message
 
+    def body_section(self, value: bytes | None) -> bytes | None:
+        """The encoded body section :meth:`message_of` gives ``value`` (None: no body), for :meth:`encode_message`.
+
+        Raises ``ConversionError``, or ``NotImplementedError`` when only a proton ``Message`` can say.
+        """
+        raise NotImplementedError
+
+    default_content_type: ClassVar[str | None] = None
+    """The content type :meth:`message_of` sets (a header may override it)."""
+
     def encode_message(self, record: KafkaRecord) -> bytes:
-        """Kafka record -> the AMQP encoding of :meth:`to_message`'s message, ready to send. Raises ``ConversionError``."""
-        return bytes(self.to_message(record).encode())
+        """Kafka record -> the AMQP encoding of :meth:`to_message`'s message, ready to send. Raises ``ConversionError``.
+
+        Written directly by ``amqp_message_model.encoding`` (the same bytes proton would give,
+        in a few microseconds instead of tens) for the formats whose body alone comes from
+        the value; through a proton ``Message`` for the others.
+        """
+        try:
+            body = self.body_section(record.value)
+        except NotImplementedError:
+            return bytes(self.to_message(record).encode())
+        properties: dict[str, Any] = {}
+        fields: dict[str, Any] | None = None
+        if record.headers:
+            by_header = _HEADER_FIELDS if self.fields_as_headers else {}
+            for name, raw in record.headers:
+                value = _header_value(raw)
+                attr = by_header.get(name)
+                if attr is None:
+                    properties[name] = value
+                else:
+                    fields = fields or {}
+                    fields[attr] = value.decode(errors="replace") if isinstance(value, bytes) else value
+        try:
+            annotations = [_topic_entry(record.topic)]
+            if record.partition is not None:
+                annotations.append(_PARTITION_KEY + encoding.encode_long(record.partition))
+            if record.offset is not None:
+                annotations.append(_OFFSET_KEY + encoding.encode_long(record.offset))
+            if record.key is not None:
+                annotations.append(_KEY_KEY + encoding.encode_value(_header_value(record.key)))
+            if fields is None and not record.timestamp_ms and self.default_content_type is None:
+                header = encoding.EMPTY_PROPERTIES
+            else:
+                fields = fields or {}
+                header = encoding.encode_properties(
+                    fields.get("id"),
+                    fields.get("subject"),
+                    fields.get("correlation_id"),
+                    fields.get("content_type", self.default_content_type),
+                    record.timestamp_ms,
+                )
+            return encoding.encode_message(body, encoding.encoded_map(annotations), header, properties)
+        except (ValueError, OverflowError, UnicodeError) as exc:  # struct.error is a ValueError
+            raise ConversionError("amqp:decode-error", f"record cannot be written as an AMQP message: {exc}") from None
 
 
 class RawConverter(MessageConverter):
@@ -224,11 +290,15 @@ class RawConverter(MessageConverter):
     def message_of(self, value: bytes | None) -> Message:
         return Message(body=value, inferred=True)
 
+    def body_section(self, value: bytes | None) -> bytes | None:
+        return None if value is None else encoding.data_body(value)
+
 
 class JsonConverter(MessageConverter):
     """The body as JSON text (a binary body must already be UTF-8 JSON); back as a typed ``amqp-value``."""
 
     name = "json"
+    default_content_type = "application/json"
 
     def record_value(self, message: Message) -> bytes | None:
         body = message.body
@@ -248,7 +318,14 @@ class JsonConverter(MessageConverter):
             body = json.loads(value) if value is not None else None
         except ValueError as exc:
             raise ConversionError("amqp:decode-error", f"record value is not valid JSON: {exc}") from None
-        return Message(body=body, content_type="application/json")
+        return Message(body=body, content_type=self.default_content_type)
+
+    def body_section(self, value: bytes | None) -> bytes | None:
+        try:
+            body = json.loads(value) if value is not None else None
+        except ValueError as exc:
+            raise ConversionError("amqp:decode-error", f"record value is not valid JSON: {exc}") from None
+        return None if body is None else encoding.value_body(body)
 
 
 class AmqpConverter(MessageConverter):
