@@ -15,6 +15,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from amqp_message_model.decoding import read_plain
 from confluent_kafka import KafkaError, KafkaException
 from proton import Condition, Delivery, Link, Message
 
@@ -81,7 +82,8 @@ class InboundLink:
     Credit is given only as deliveries settle, so at most ``link_credit`` are in flight.
 
     Transfers arrive from the hot path (``on_raw_delivery``, raw proton-c deliveries, see
-    ``amqp_kafka_bridge.hot_path``). Per delivery the work is read -> decode -> convert ->
+    ``amqp_kafka_bridge.hot_path``). Per delivery the work is read -> decode (plain Python for
+    the common shape, ``amqp_message_model.decoding``; proton for the rest) -> convert ->
     produce, and per report settle; the credit the reports free is given back once per batch
     of reports (``flush_credit``, called by the core after it handed out a batch), not one
     ``flow`` per delivery. The message object decoded into and the labelled metrics are the
@@ -100,7 +102,7 @@ class InboundLink:
         self.ready = False
         self.draining = False
         self._owed = 0  # credit freed by settled deliveries, given back by ``flush_credit``
-        self._message = Message()  # decoded into for every transfer: to_record keeps none of it
+        self._message = Message()  # decoded into for transfers read_plain leaves to proton: to_record keeps none of it
         self._receiving = hot_path.Receiving(link)
         self._raw_link = hot_path.raw_link(link)
         metrics = context.metrics
@@ -149,10 +151,13 @@ class InboundLink:
             too_big = f"message of {len(data)} bytes exceeds the limit of {settings.max_message_bytes}"
             self._reject(dlv, AmqpConditionError(MESSAGE_SIZE_EXCEEDED, too_big), "size")
             return
-        msg = self._message
+        converter = context.converter
         try:
-            msg.decode(data)
-            record = context.converter.to_record(msg, self.topic, settings.key_property)
+            msg = read_plain(data) if converter.reads_plain else None
+            if msg is None:  # not of the plain shape: proton decodes it (and says what is wrong with it)
+                msg = self._message
+                msg.decode(data)
+            record = converter.to_record(msg, self.topic, settings.key_property)
         except AmqpConditionError as exc:
             self._reject(dlv, exc, exc.reason)
             return
