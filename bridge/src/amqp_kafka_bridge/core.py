@@ -137,8 +137,20 @@ class BridgeCore:
             acked.add(ack.token.link)
         for bridged in acked:
             bridged.flush_credit()  # one flow per link per batch of reports
+        self.metrics.in_flight.set(self.waiting_for_kafka())
         if self._closing:
             self._closing = [b for b in self._closing if not b.finished]
+
+    def on_burst_end(self) -> None:
+        """The reactor ran out of events after serving hot ones: bring the metrics up to date, once per burst."""
+        unflushed = self.context.unflushed
+        while unflushed:
+            unflushed.pop().flush_metrics()
+        self.metrics.in_flight.set(self.waiting_for_kafka())
+
+    def waiting_for_kafka(self) -> int:
+        """AMQP deliveries produced to Kafka and not acknowledged yet (the ``bridge_in_flight_deliveries`` gauge)."""
+        return sum(b.in_flight for b in self._links.values() if isinstance(b, InboundLink))
 
     def on_kafka_records(self) -> None:
         """Consumers brought records: let every sender link send what its peer has credit for."""

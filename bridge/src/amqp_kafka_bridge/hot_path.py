@@ -27,6 +27,7 @@ that brought it (until Kafka acknowledges) is held with ``pn_incref`` and let go
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from cproton_ffi import ffi, lib  # proton's cffi binding: private, pinned (see the module docstring)
@@ -104,14 +105,24 @@ class HotCollector(Collector):
         super().__init__()
         self.routes = routes
         self.on_error = on_error
+        self.on_idle: list[Callable[[], None]] = []  # called when the events run out after hot ones were served
         self.served = 0  # hot events served here (tests read it to see the path was taken)
+        self._busy = False
 
     def peek(self) -> Event | None:
         impl, routes = self._impl, self.routes
         while True:
             raw = lib.pn_collector_peek(impl)
             if not raw:
-                return None
+                if not self._busy:
+                    return None
+                self._busy = False  # the end of a burst: per-burst work (metrics) happens once here
+                for callback in self.on_idle:
+                    try:
+                        callback()
+                    except Exception:  # noqa: BLE001
+                        self._failed("on_idle")
+                continue  # the callbacks may have made events
             etype = lib.pn_event_type(raw)
             if etype == PN_DELIVERY:
                 delivery = lib.pn_event_delivery(raw)
@@ -134,6 +145,7 @@ class HotCollector(Collector):
             else:
                 return Event.wrap(raw)
             self.served += 1
+            self._busy = True
             lib.pn_collector_pop(impl)
 
     def _failed(self, where: str) -> None:

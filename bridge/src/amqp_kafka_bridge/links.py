@@ -25,6 +25,7 @@ from amqp_kafka_bridge.converters import PARTITION_ANNOTATION, KafkaRecord
 from amqp_kafka_bridge.errors import DECODE_ERROR, INTERNAL_ERROR, INVALID_FIELD, MESSAGE_SIZE_EXCEEDED, AmqpConditionError
 from amqp_kafka_bridge.hot_path import ACCEPTED, MODIFIED, REJECTED, RELEASED, RawDelivery
 from amqp_kafka_bridge.kafka_io import Ack, ConsumerPump, SourceSpec
+from amqp_kafka_bridge.metrics import observe_many
 from amqp_kafka_bridge.offsets import OffsetTracker
 
 log = logging.getLogger("bridge.links")
@@ -102,6 +103,8 @@ class InboundLink:
         self.ready = False
         self.draining = False
         self._owed = 0  # credit freed by settled deliveries, given back by ``flush_credit``
+        self._acked = self._acked_bytes = 0  # counted into the metrics by ``flush_metrics``
+        self._latencies: list[float] = []
         self._message = Message()  # decoded into for transfers read_plain leaves to proton: to_record keeps none of it
         self._receiving = hot_path.Receiving(link)
         self._raw_link = hot_path.raw_link(link)
@@ -184,7 +187,6 @@ class InboundLink:
             self._replenish(1)
             return
         self.in_flight += 1
-        context.metrics.in_flight.inc()
         if presettled:
             hot_path.delivery_settle(dlv)  # at-most-once, as the sender asked; credit still waits for the ack
         else:
@@ -192,12 +194,10 @@ class InboundLink:
 
     def on_ack(self, pending: _InFlight, ack: Ack) -> None:
         self.in_flight -= 1
-        metrics = self.context.metrics
-        metrics.in_flight.dec()
         if ack.error is None:
-            self._messages_in.inc()
-            self._bytes_in.inc(pending.size)
-            metrics.latency.observe(time.perf_counter() - pending.started)
+            self._acked += 1
+            self._acked_bytes += pending.size
+            self._latencies.append(time.perf_counter() - pending.started)
         dlv = pending.dlv
         if dlv is None:
             self._owed += 1
@@ -212,7 +212,7 @@ class InboundLink:
                 self._reject(dlv, *refusal)
                 return
             else:
-                metrics.released.labels(self.topic).inc()
+                self.context.metrics.released.labels(self.topic).inc()
                 log.warning(
                     "kafka did not acknowledge in time, delivery released",
                     extra={"link": self.name, "topic": self.topic, "error": ack.error.str()},
@@ -223,10 +223,21 @@ class InboundLink:
             hot_path.decref(dlv)
 
     def flush_credit(self) -> None:
-        """Give back, in one ``flow``, the credit the reports handed out since the last call freed."""
+        """Give back, in one ``flow``, the credit the reports handed out since the last call freed; count them."""
         owed, self._owed = self._owed, 0
         if owed:
             self._replenish(owed)
+        self.flush_metrics()
+
+    def flush_metrics(self) -> None:
+        """Add what was acknowledged since the last call to the metrics (one update each, not one per message)."""
+        if self._acked:
+            self._messages_in.inc(self._acked)
+            self._bytes_in.inc(self._acked_bytes)
+            self._acked = self._acked_bytes = 0
+        if self._latencies:
+            latencies, self._latencies = self._latencies, []
+            observe_many(self.context.metrics.latency, latencies)
 
     def _replenish(self, n: int) -> None:
         if not self.closed and not self.draining and self.ready:
@@ -241,6 +252,7 @@ class InboundLink:
     def close(self, force: bool = False) -> None:
         """Stop bridging (idempotent). Later Kafka reports only update the metrics."""
         self.closed = True
+        self.flush_metrics()
 
     @property
     def finished(self) -> bool:
@@ -303,6 +315,7 @@ class OutboundLink:
         )
         self._messages_out = context.metrics.messages_out.labels(self.topic)
         self._bytes_out = context.metrics.bytes_out.labels(self.topic)
+        self._accepted = self._accepted_bytes = 0  # counted into the metrics by ``flush_metrics``
 
     @property
     def in_flight(self) -> int:
@@ -371,8 +384,9 @@ class OutboundLink:
         rec = sent.record
         metrics, settings = self.context.metrics, self.context.settings
         if outcome == "accepted":
-            self._messages_out.inc()
-            self._bytes_out.inc(len(rec.value or b""))
+            self._accepted += 1
+            self._accepted_bytes += len(rec.value or b"")
+            self.context.unflushed.add(self)
             self._done(rec)
             return  # an acceptance frees no credit: nothing more to send until the peer flows
         if outcome == "rejected":
@@ -415,6 +429,13 @@ class OutboundLink:
     def flush_credit(self) -> None:
         """Nothing to give back: the peer gives this link its credit (the core calls it for every link it acked)."""
 
+    def flush_metrics(self) -> None:
+        """Add the acceptances since the last call to the metrics (the core calls it once per burst of events)."""
+        if self._accepted:
+            self._messages_out.inc(self._accepted)
+            self._bytes_out.inc(self._accepted_bytes)
+            self._accepted = self._accepted_bytes = 0
+
     def on_dead_lettered(self, dead: _DeadLetter, ack: Ack) -> None:
         self.dead_letters_pending -= 1
         if ack.error is not None:
@@ -443,6 +464,7 @@ class OutboundLink:
         """Stop sending (idempotent). The consumer commits what was accepted and leaves its group once the
         last dead-letter write is acknowledged, so that its offset is committed too; ``force`` does not wait."""
         self.closed = True
+        self.flush_metrics()
         self.lag.close()  # its lag series goes with the link
         if self.dead_letters_pending == 0 or force:
             self._close_pump()
