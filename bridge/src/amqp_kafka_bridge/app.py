@@ -35,8 +35,9 @@ class Bridge:
         self.handler = BridgeHandler(self.core, self.front, settings.drain_timeout_s)
         self.container = Container(self.handler)
         self.container.container_id = f"bridge-{settings.mode}"
-        hot = install(self.container, self.core.routes, on_error=self.metrics.kafka_errors.labels("internal").inc)
-        hot.on_idle.append(self.core.on_burst_end)
+        # The bridged links' delivery and flow events skip proton's Python dispatch (amqp_kafka_bridge.hot_path).
+        self.hot = install(self.container, self.core.routes, on_error=self.metrics.kafka_errors.labels("internal").inc)
+        self.hot.on_idle.append(self.core.on_burst_end)
         self.http = HttpEndpoint(settings.http_host, settings.http_port, self.metrics.render, self.healthy, self.ready)
         self._thread = threading.Thread(target=self._run, name="bridge-reactor", daemon=True)
         self._stopped = threading.Event()

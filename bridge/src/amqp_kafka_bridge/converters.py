@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import json
+import struct
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -252,6 +253,10 @@ class MessageConverter(ABC):
             body = self.body_section(record.value)
         except NotImplementedError:
             return bytes(self.to_message(record).encode())
+        except ConversionError:
+            raise
+        except (ValueError, OverflowError, struct.error) as exc:  # a JSON number no AMQP type holds
+            raise ConversionError("amqp:decode-error", f"record cannot be written as an AMQP message: {exc}") from None
         properties: dict[str, Any] = {}
         fields: dict[str, Any] | None = None
         if record.headers:
@@ -284,7 +289,7 @@ class MessageConverter(ABC):
                     record.timestamp_ms,
                 )
             return encoding.encode_message(body, encoding.encoded_map(annotations), header, properties)
-        except (ValueError, OverflowError, UnicodeError) as exc:  # struct.error is a ValueError
+        except (ValueError, OverflowError, struct.error) as exc:
             raise ConversionError("amqp:decode-error", f"record cannot be written as an AMQP message: {exc}") from None
 
 

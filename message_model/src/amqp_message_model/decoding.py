@@ -148,7 +148,7 @@ def read_plain(buf: bytes) -> PlainMessage | None:
     """``buf`` (a whole encoded message) as a :class:`PlainMessage`, or None when it is not of the plain shape."""
     try:
         return _read(buf)
-    except (_NotPlain, IndexError, ValueError):  # UnicodeDecodeError and struct.error are ValueErrors
+    except (_NotPlain, IndexError, ValueError, struct.error):  # ValueError: also UnicodeDecodeError
         return None
 
 
