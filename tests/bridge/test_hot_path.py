@@ -276,3 +276,17 @@ def test_a_bug_in_a_hot_handler_is_contained_and_counted(start_bridge, unique_na
 
 def _text(rendered: object) -> str:
     return rendered.decode() if isinstance(rendered, bytes) else str(rendered)
+
+
+@pytest.mark.integration
+def test_a_transfer_split_over_many_frames_is_read_whole(start_bridge, kafka_bootstrap, unique_name):
+    bridge = start_bridge()  # the bridge's 32 KiB frames split a 300 kB message into ten transfers
+    topic = unique_name("hot-frames")
+    big = bytes(range(256)) * 1200
+    result = send(
+        bridge.url,
+        topic,
+        [Message(body=b"a", inferred=True), Message(body=big, inferred=True), Message(body=b"z", inferred=True)],
+    )
+    assert result.outcomes == ["accepted"] * 3
+    assert [r.value() for r in consume(kafka_bootstrap, topic, 3)] == [b"a", big, b"z"]
