@@ -351,41 +351,69 @@ def measure_bridge(
         stop(bridge)
 
 
-def measure_inbound_ab(
-    res: Results, kafka: str, count: int, size: int, latency_n: int, run_id: str, compare_src: Path, rounds: int
+def measure_ab(
+    res: Results,
+    kafka: str,
+    count: int,
+    size: int,
+    latency_n: int,
+    run_id: str,
+    compare_src: Path,
+    rounds: int,
+    lingers: list[float] | None = None,
 ) -> None:
-    """AMQP -> Kafka rate, CPU per message and p50 of this bridge and of ``compare_src``, interleaved.
+    """This bridge and the one in ``compare_src``, interleaved: both directions, CPU per message, latency.
 
     On a machine whose load swings, two bridges measured one after the other are not
-    comparable; here they alternate, ``rounds`` times each (this, compared, compared with
-    this bridge's 1 ms linger), and the medians are recorded (``ab_<variant>_in``, ...).
+    comparable; here they alternate, ``rounds`` times each, and the medians are recorded
+    (``ab_<variant>_in``, ``_in_cpu_us_per_msg``, ``_p50``, ``_p99``, ``_out``,
+    ``_out_cpu_us_per_msg``). Each round sends ``count`` messages to a fresh topic through
+    the variant, measures one-in-flight latency, then reads the topic back through the same
+    variant with a new consumer group. ``lingers`` adds variants of this bridge with those
+    producer ``linger.ms`` values (``this_linger<ms>``).
     """
-    variants = [("this", None, None), ("compared", compare_src, None), ("compared_linger1", compare_src, 1.0)]
-    seen: dict[str, dict[str, list[float]]] = {v[0]: {"in": [], "cpu": [], "p50": []} for v in variants}
+    variants: list[tuple[str, Path | None, float | None]] = [("this", None, None), ("compared", compare_src, None)]
+    variants += [(f"this_linger{linger:g}", None, linger) for linger in lingers or []]
+    keys = ("in", "in_cpu_us_per_msg", "p50", "p99", "out", "out_cpu_us_per_msg")
+    seen: dict[str, dict[str, list[float]]] = {v[0]: {k: [] for k in keys} for v in variants}
     for round_ in range(rounds):
         for variant, src, linger in variants:
             bridge, amqp_port, _ = start_bridge(kafka, linger_ms=linger, src=src)
+            got = seen[variant]
             try:
                 url = f"amqp://127.0.0.1:{amqp_port}"
-                topic = f"bench-ab-{variant}-{run_id}"
+                topic = f"bench-ab-{variant}-{run_id}-{round_}"
                 send(url, topic, 100, size)
                 cpu0 = cpu_seconds(bridge.pid)
                 s = send(url, topic, count, size)
-                seen[variant]["cpu"].append((cpu_seconds(bridge.pid) - cpu0) / count * 1e6)
-                seen[variant]["in"].append(count / (s.t1 - s.t0))
-                seen[variant]["p50"].append(pct(send(url, topic, latency_n, size, window=1).latencies, 0.5) * 1e3)
+                got["in_cpu_us_per_msg"].append((cpu_seconds(bridge.pid) - cpu0) / count * 1e6)
+                got["in"].append(count / (s.t1 - s.t0))
+                lat = send(url, topic, latency_n, size, window=1).latencies
+                got["p50"].append(pct(lat, 0.5) * 1e3)
+                got["p99"].append(pct(lat, 0.99) * 1e3)
+                r = Receiver(url, f"{topic}/group.id/ab-{round_}", count)
+                cpu0 = cpu_seconds(bridge.pid)
+                Container(r).run()
+                got["out_cpu_us_per_msg"].append((cpu_seconds(bridge.pid) - cpu0) / count * 1e6)
+                got["out"].append((count - 1) / (r.t1 - r.first))
             finally:
                 stop(bridge)
-            print(f"  a/b round {round_ + 1}/{rounds} {variant}: {seen[variant]['in'][-1]:,.0f} msg/s, "
-                  f"{seen[variant]['cpu'][-1]:.0f} us CPU/msg, p50 {seen[variant]['p50'][-1]:.2f} ms", flush=True)  # fmt: skip
+            print(f"  a/b round {round_ + 1}/{rounds} {variant}: in {got['in'][-1]:,.0f} msg/s, "
+                  f"{got['in_cpu_us_per_msg'][-1]:.0f} us CPU/msg, p50 {got['p50'][-1]:.2f} ms, p99 {got['p99'][-1]:.2f} ms; "
+                  f"out {got['out'][-1]:,.0f} msg/s, {got['out_cpu_us_per_msg'][-1]:.0f} us CPU/msg", flush=True)  # fmt: skip
+    units = {"in": "msg/s", "out": "msg/s", "p50": "ms", "p99": "ms"}
     for variant, values in seen.items():
-        res.figure(f"ab_{variant}_in", statistics.median(values["in"]), "msg/s", f"median of {rounds}, interleaved")
-        res.figure(f"ab_{variant}_cpu_us_per_msg", statistics.median(values["cpu"]), "us/msg", f"median of {rounds}")
-        res.figure(f"ab_{variant}_p50", statistics.median(values["p50"]), "ms", f"median of {rounds}")
-    for other in ("compared", "compared_linger1"):
-        res.ratio(f"ab_in_vs_{other}", "ab_this_in", f"ab_{other}_in")
-        res.ratio(f"ab_cpu_vs_{other}", "ab_this_cpu_us_per_msg", f"ab_{other}_cpu_us_per_msg", higher_is_better=False)
-        res.ratio(f"ab_p50_vs_{other}", "ab_this_p50", f"ab_{other}_p50", higher_is_better=False)
+        for key in keys:
+            res.figure(
+                f"ab_{variant}_{key}",
+                statistics.median(values[key]),
+                units.get(key, "us/msg"),
+                f"median of {rounds}, interleaved",
+            )
+    for other in [v[0] for v in variants if v[0] != "this"]:
+        for key in keys:
+            better = key in ("in", "out")
+            res.ratio(f"ab_{key}_vs_{other}", f"ab_this_{key}", f"ab_{other}_{key}", higher_is_better=better)
 
 
 def measure_workers(res: Results, kafka: str, count: int, size: int, run_id: str) -> None:
@@ -440,7 +468,7 @@ def run(
     run_id = uuid.uuid4().hex[:6]
     latency_n = min(500, count)
     if compare_src is not None:
-        measure_inbound_ab(res, kafka, count, size, min(300, count), run_id, compare_src, rounds)
+        measure_ab(res, kafka, count, size, min(300, count), run_id, compare_src, rounds, lingers if ab_only else None)
         if ab_only:
             return
     direct_topic = f"bench-direct-{run_id}"
@@ -478,10 +506,10 @@ def report(res: Results) -> str:
     f = {k: v["value"] for k, v in res.figures.items()}
     r = {k: v["value"] for k, v in res.ratios.items()}
     ab = [
-        f"  interleaved a/b, median of {res.params.get('rounds')}: {v:>16}: {f[f'ab_{v}_in']:>7,.0f} msg/s,"
-        f" {f[f'ab_{v}_cpu_us_per_msg']:.0f} us CPU/msg, p50 {f[f'ab_{v}_p50']:.2f} ms"
-        for v in ("this", "compared", "compared_linger1")
-        if f"ab_{v}_in" in f
+        f"  interleaved a/b, median of {res.params.get('rounds')}: {v:>16}: in {f[f'ab_{v}_in']:>7,.0f} msg/s,"
+        f" {f[f'ab_{v}_in_cpu_us_per_msg']:.0f} us CPU/msg, p50 {f[f'ab_{v}_p50']:.2f} ms p99 {f[f'ab_{v}_p99']:.2f} ms;"
+        f" out {f[f'ab_{v}_out']:>7,.0f} msg/s, {f[f'ab_{v}_out_cpu_us_per_msg']:.0f} us CPU/msg"
+        for v in sorted({k[3:].rsplit("_in", 1)[0] for k in f if k.startswith("ab_") and k.endswith("_in")})
     ]
     if "raw_receive" not in f:
         return "\n".join(["bridge a/b benchmark", *ab])
@@ -532,7 +560,11 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("KAFKA_BOOTSTRAP"),
         help="default: KAFKA_BOOTSTRAP, else a private Kafka for the run",
     )
-    parser.add_argument("--ab-only", action="store_true", help="with --compare-src: only the interleaved AMQP->Kafka comparison")
+    parser.add_argument(
+        "--ab-only",
+        action="store_true",
+        help="with --compare-src: only the interleaved comparison (both directions; --linger-ms adds variants of this bridge)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per variant with --compare-src (default 3)")
     parser.add_argument(
         "--compare-src",
