@@ -8,7 +8,9 @@ produced with, new consumer records to the sender links. Links get only a
 that a link ended from proton (``forget``), whether the peer or the link itself closed it.
 
 Everything here runs on the reactor thread except ``start`` and ``shutdown``, which run
-before the reactor starts and after it ended, and the three signals, which Kafka threads set.
+before the reactor starts and after it ended, and the three signals, which Kafka threads set
+(each wakes the reactor through ``wakeups``, which calls ``on_kafka_acks``, ``on_kafka_records``
+or ``on_topic_checks`` there).
 """
 
 from __future__ import annotations
@@ -17,21 +19,18 @@ import logging
 from concurrent.futures import Future
 
 from proton import Link
-from proton.reactor import ApplicationEvent, EventInjector
+from proton.reactor import EventInjector
 
 from amqp_kafka_bridge.context import LinkContext
 from amqp_kafka_bridge.converters import converter_for
 from amqp_kafka_bridge.errors import INTERNAL_ERROR, AmqpConditionError
-from amqp_kafka_bridge.hot_path import HotRoutes
+from amqp_kafka_bridge.hot_path import HotRoutes, Wakeups
 from amqp_kafka_bridge.kafka_io import ProducerPump, Signal, SourceSpec, TopicAdmin
 from amqp_kafka_bridge.links import BridgedLink, InboundLink, OutboundLink
 from amqp_kafka_bridge.metrics import BridgeMetrics
 from amqp_kafka_bridge.settings import BridgeSettings
 
 log = logging.getLogger("bridge.core")
-
-# Reactor events the Kafka threads inject (the handler's on_kafka_acks, on_kafka_records, on_topic_checks).
-KAFKA_ACKS, KAFKA_RECORDS, TOPIC_CHECKS = "kafka_acks", "kafka_records", "topic_checks"
 
 
 class BridgeCore:
@@ -40,10 +39,12 @@ class BridgeCore:
     def __init__(self, settings: BridgeSettings, metrics: BridgeMetrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.injector = EventInjector()
-        self.acks_signal = Signal(lambda: self.injector.trigger(ApplicationEvent(KAFKA_ACKS)))
-        self.records_signal = Signal(lambda: self.injector.trigger(ApplicationEvent(KAFKA_RECORDS)))
-        self.checks_signal = Signal(lambda: self.injector.trigger(ApplicationEvent(TOPIC_CHECKS)))
+        self.injector = EventInjector()  # the drain request (the handler's on_bridge_drain)
+        # The Kafka threads' wake-ups call these methods on the reactor thread (hot_path.Wakeups).
+        self.wakeups = Wakeups(on_error=metrics.kafka_errors.labels("internal").inc)
+        self.acks_signal = Signal(self.wakeups.register(self.on_kafka_acks))
+        self.records_signal = Signal(self.wakeups.register(self.on_kafka_records))
+        self.checks_signal = Signal(self.wakeups.register(self.on_topic_checks))
         stats = metrics.producer_stats_config(settings.kafka_stats_interval_s)
         self.producer = ProducerPump({**settings.producer_config(), **stats}, self.acks_signal)
         self.admin = TopicAdmin(settings.admin_config(), settings.topic_partitions)
@@ -191,4 +192,5 @@ class BridgeCore:
             bridged.close(force=True)
         self._closing.clear()
         self.admin.close()
+        self.wakeups.close()
         return unflushed

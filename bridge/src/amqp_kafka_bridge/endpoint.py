@@ -192,9 +192,10 @@ class ServerFront:
 class BridgeHandler(MessagingHandler):
     """Routes proton events to the core, the links and the front; holds no bridging logic itself.
 
-    Work done off the reactor thread comes back as injected events to named ``on_*`` methods
-    (as in proton's ``db_recv.py``): ``on_kafka_acks``, ``on_kafka_records``, ``on_topic_checks``
-    and ``on_bridge_drain`` (see :meth:`request_drain`).
+    Bridged links' delivery and flow events never reach it (``amqp_kafka_bridge.hot_path``
+    serves them), and the Kafka threads' wake-ups call the core directly (``hot_path.Wakeups``);
+    the drain request comes back as an injected event to ``on_bridge_drain`` (as in proton's
+    ``db_recv.py``, see :meth:`request_drain`).
     """
 
     def __init__(self, core: BridgeCore, front: Front, drain_timeout_s: float) -> None:
@@ -215,6 +216,7 @@ class BridgeHandler(MessagingHandler):
         self._container = event.container
         try:
             event.container.selectable(self.core.injector)
+            event.container.selectable(self.core.wakeups)
             self.front.start(event.container)
         finally:
             self.started.set()
@@ -295,18 +297,6 @@ class BridgeHandler(MessagingHandler):
     def on_connection_closed(self, event: Any) -> None:
         self.core.metrics.connection_ended(event.connection)
         self.on_disconnected(event)
-
-    @_contained
-    def on_kafka_acks(self, event: Any) -> None:
-        self.core.on_kafka_acks()
-
-    @_contained
-    def on_kafka_records(self, event: Any) -> None:
-        self.core.on_kafka_records()
-
-    @_contained
-    def on_topic_checks(self, event: Any) -> None:
-        self.core.on_topic_checks()
 
 
 class _DrainWatch:

@@ -27,6 +27,7 @@ that brought it (until Kafka acknowledges) is held with ``pn_incref`` and let go
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -218,3 +219,59 @@ class Sending:
 def remote_condition(delivery: RawDelivery) -> Condition | None:
     """The condition the peer gave with its outcome (rare path: through proton's wrapper)."""
     return Delivery.wrap(delivery).remote.condition
+
+
+class Wakeups:
+    """Wake-ups from the Kafka threads, served on the reactor thread by a direct call.
+
+    Like proton's ``EventInjector`` a pipe the reactor selects on (add it with
+    ``container.selectable(wakeups)``), but a wake-up names a callback, called as soon as the
+    pipe is readable, instead of an ``ApplicationEvent`` that walks the handler chain. Any
+    thread may call the function :meth:`register` returns; the callback runs on the reactor
+    thread (an exception from it is logged and counted with ``on_error``).
+    """
+
+    def __init__(self, on_error: Callable[[], None] | None = None) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        self._callbacks: dict[int, Callable[[], None]] = {}
+        self.on_error = on_error
+        self._transport = None  # proton's IO handler asks every selectable's delegate for one (as EventInjector has)
+
+    def register(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Returns the (thread-safe) function that makes the reactor call ``callback``."""
+        code = len(self._callbacks) + 1
+        if code > 255:
+            raise ValueError("at most 255 wake-up callbacks")
+        self._callbacks[code] = callback
+        byte, write = bytes((code,)), self._write
+        return lambda: os.write(write, byte)
+
+    def fileno(self) -> int:
+        return self._read
+
+    def on_selectable_init(self, event: Any) -> None:
+        selectable = event.context
+        selectable.reading = True
+        selectable.update()
+
+    def on_selectable_readable(self, event: Any) -> None:
+        try:
+            codes = os.read(self._read, 4096)
+        except BlockingIOError:
+            return
+        for code in sorted(set(codes)):
+            try:
+                self._callbacks[code]()
+            except Exception:  # noqa: BLE001 - contained like every other event handler of the bridge
+                log.exception("wake-up handling failed", extra={"event": getattr(self._callbacks[code], "__name__", "?")})
+                if self.on_error is not None:
+                    self.on_error()
+
+    def close(self) -> None:
+        """Free the pipe (after the reactor ended)."""
+        for fd in (self._read, self._write):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
