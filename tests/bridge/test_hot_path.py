@@ -84,6 +84,22 @@ def test_install_replaces_the_collector_before_any_connection():
         hot_path.install(object(), hot_path.HotRoutes())
 
 
+def test_wakeups_call_back_on_the_reading_side_and_are_harmless_after_close():
+    errors: list[int] = []
+    wakeups = hot_path.Wakeups(on_error=lambda: errors.append(1))
+    calls: list[str] = []
+    wake_a = wakeups.register(lambda: calls.append("a"))
+    wake_b = wakeups.register(lambda: 1 / 0)
+    wake_a(), wake_a(), wake_b()
+    wakeups.on_selectable_readable(None)  # what proton calls once the pipe is readable
+    assert calls == ["a"] and errors == [1]  # one call per kind however many wake-ups; a failure contained
+    wakeups.on_selectable_readable(None)  # nothing pending: no call, no blocking read
+    assert calls == ["a"]
+    wakeups.close()
+    wake_a()  # a Kafka thread still closing after the reactor ended
+    assert calls == ["a"]
+
+
 def test_observe_many_renders_what_observe_per_value_does():
     amounts = [0.0001, 0.0005, 0.0007, 0.001, 0.003, 0.003, 0.2, 7.0, 100.0]
     one, many = CollectorRegistry(), CollectorRegistry()

@@ -237,6 +237,7 @@ class Wakeups:
         self._callbacks: dict[int, Callable[[], None]] = {}
         self.on_error = on_error
         self._transport = None  # proton's IO handler asks every selectable's delegate for one (as EventInjector has)
+        self._closed = False
 
     def register(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Returns the (thread-safe) function that makes the reactor call ``callback``."""
@@ -244,8 +245,17 @@ class Wakeups:
         if code > 255:
             raise ValueError("at most 255 wake-up callbacks")
         self._callbacks[code] = callback
-        byte, write = bytes((code,)), self._write
-        return lambda: os.write(write, byte)
+        byte = bytes((code,))
+
+        def wake() -> None:
+            if self._closed:
+                return
+            try:
+                os.write(self._write, byte)
+            except OSError:  # closed while waking: the reactor has ended, nothing is left to wake
+                pass
+
+        return wake
 
     def fileno(self) -> int:
         return self._read
@@ -269,9 +279,18 @@ class Wakeups:
                     self.on_error()
 
     def close(self) -> None:
-        """Free the pipe (after the reactor ended)."""
-        for fd in (self._read, self._write):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        """After the reactor ended: wake-ups do nothing from now on; the read end is freed.
+
+        The write end stays open until this object is collected (the wake functions hold it):
+        a Kafka thread still closing may call one, and a closed descriptor number can be
+        handed to another file, which the wake-up byte would then be written into.
+        """
+        if not self._closed:
+            self._closed = True
+            os.close(self._read)
+
+    def __del__(self) -> None:
+        try:
+            os.close(self._write)
+        except (OSError, AttributeError):
+            pass
