@@ -416,6 +416,38 @@ def measure_ab(
             res.ratio(f"ab_{key}_vs_{other}", f"ab_this_{key}", f"ab_{other}_{key}", higher_is_better=better)
 
 
+def measure_interleaved(res: Results, kafka: str, count: int, size: int, latency_n: int, run_id: str, rounds: int) -> None:
+    """The bridge against the raw loops, alternated ``rounds`` times (medians): the targets' ratios on a noisy machine.
+
+    One raw loop then one bridge measured once each, as ``run`` does, swing by 2x here when
+    other work shares the cores; alternating them and taking medians of the ratios of each
+    round's pair gives figures that hold (``ilv_*``).
+    """
+    keys = ("raw_receive", "bridge_in", "raw_p50", "bridge_p50", "raw_send", "bridge_out")
+    seen: dict[str, list[float]] = {k: [] for k in keys}
+    pairs: dict[str, list[float]] = {"in": [], "p50": [], "out": []}
+    direct_topic = f"bench-ilv-{run_id}"
+    direct_produce(Results("scratch", {}), kafka, direct_topic, count, size)  # what the bridge's outbound reads
+    for round_ in range(rounds):
+        one = Results("round", {})
+        measure_raw(one, count, size, latency_n)
+        measure_raw_source(one, count, size)
+        measure_bridge(one, kafka, count, size, latency_n, f"{run_id}-{round_}", direct_topic)
+        for key in keys:
+            seen[key].append(one.value(key))
+        pairs["in"].append(one.value("bridge_in") / one.value("raw_receive"))
+        pairs["p50"].append(one.value("bridge_p50") / one.value("raw_p50"))
+        pairs["out"].append(one.value("bridge_out") / one.value("raw_send"))
+        print(f"  interleaved round {round_ + 1}/{rounds}: in {pairs['in'][-1]:.2f}x raw, p50 {pairs['p50'][-1]:.2f}x raw, "
+              f"out {pairs['out'][-1]:.2f}x raw send", flush=True)  # fmt: skip
+    for key in keys:
+        res.figure(f"ilv_{key}", statistics.median(seen[key]), "ms" if key.endswith("p50") else "msg/s", f"median of {rounds}")
+    for key, values in pairs.items():
+        res.figure(
+            f"ilv_{key}_ratio", statistics.median(values), "x", f"median over {rounds} rounds of bridge/raw in the same round"
+        )
+
+
 def measure_workers(res: Results, kafka: str, count: int, size: int, run_id: str) -> None:
     """One worker and two, each fed by two sender processes (so the comparison isolates the workers)."""
     for workers in (1, 2):
@@ -464,6 +496,7 @@ def run(
     compare_src: Path | None = None,
     rounds: int = 3,
     ab_only: bool = False,
+    interleave: int = 0,
 ) -> None:
     run_id = uuid.uuid4().hex[:6]
     latency_n = min(500, count)
@@ -471,6 +504,9 @@ def run(
         measure_ab(res, kafka, count, size, min(300, count), run_id, compare_src, rounds, lingers if ab_only else None)
         if ab_only:
             return
+    if interleave:
+        measure_interleaved(res, kafka, count, size, latency_n, run_id, interleave)
+        return
     direct_topic = f"bench-direct-{run_id}"
     measure_raw(res, count, size, latency_n)
     measure_raw_source(res, count, size)
@@ -511,6 +547,13 @@ def report(res: Results) -> str:
         f" out {f[f'ab_{v}_out']:>7,.0f} msg/s, {f[f'ab_{v}_out_cpu_us_per_msg']:.0f} us CPU/msg"
         for v in sorted({k[3:].rsplit("_in", 1)[0] for k in f if k.startswith("ab_") and k.endswith("_in")})
     ]
+    if "ilv_in_ratio" in f:
+        return "\n".join([
+            f"bridge vs raw loops, interleaved, median of {res.params.get('interleave')} rounds:",
+            f"  AMQP->Kafka {f['ilv_bridge_in']:,.0f} vs raw receive {f['ilv_raw_receive']:,.0f} msg/s: {f['ilv_in_ratio']:.2f}x (aim >= 1.0x)",
+            f"  latency p50 {f['ilv_bridge_p50']:.2f} vs raw {f['ilv_raw_p50']:.2f} ms: {f['ilv_p50_ratio']:.2f}x (aim <= 1.5x)",
+            f"  Kafka->AMQP {f['ilv_bridge_out']:,.0f} vs raw send {f['ilv_raw_send']:,.0f} msg/s: {f['ilv_out_ratio']:.2f}x (aim >= 1.0x)",
+        ])  # fmt: skip
     if "raw_receive" not in f:
         return "\n".join(["bridge a/b benchmark", *ab])
     lines = [
@@ -571,6 +614,9 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="also measure the bridge imported from this folder (e.g. a bridge/src exported from an older commit), same run",
     )
+    parser.add_argument(
+        "--interleave", type=int, default=0, help="only the bridge against the raw loops, alternated this many rounds (medians)"
+    )
     add_json_argument(parser)
     args = parser.parse_args(argv)
     lingers = [float(v) for v in args.linger_ms.split(",") if v.strip()]
@@ -582,15 +628,36 @@ def main(argv: list[str] | None = None) -> int:
             "linger_ms": lingers,
             "compare_src": str(args.compare_src or ""),
             "rounds": args.rounds,
+            "interleave": args.interleave,
         },
     )
     if args.kafka_bootstrap:
-        run(res, args.messages, args.size, args.kafka_bootstrap, lingers, args.compare_src, args.rounds, args.ab_only)
+        run(
+            res,
+            args.messages,
+            args.size,
+            args.kafka_bootstrap,
+            lingers,
+            args.compare_src,
+            args.rounds,
+            args.ab_only,
+            args.interleave,
+        )
     else:
         from bench.common import services
 
         with services() as (_amqp_url, kafka_bootstrap):
-            run(res, args.messages, args.size, kafka_bootstrap, lingers, args.compare_src, args.rounds, args.ab_only)
+            run(
+                res,
+                args.messages,
+                args.size,
+                kafka_bootstrap,
+                lingers,
+                args.compare_src,
+                args.rounds,
+                args.ab_only,
+                args.interleave,
+            )
     print(report(res))
     res.write(args.json)
     return 0
