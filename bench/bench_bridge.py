@@ -351,41 +351,101 @@ def measure_bridge(
         stop(bridge)
 
 
-def measure_inbound_ab(
-    res: Results, kafka: str, count: int, size: int, latency_n: int, run_id: str, compare_src: Path, rounds: int
+def measure_ab(
+    res: Results,
+    kafka: str,
+    count: int,
+    size: int,
+    latency_n: int,
+    run_id: str,
+    compare_src: Path,
+    rounds: int,
+    lingers: list[float] | None = None,
 ) -> None:
-    """AMQP -> Kafka rate, CPU per message and p50 of this bridge and of ``compare_src``, interleaved.
+    """This bridge and the one in ``compare_src``, interleaved: both directions, CPU per message, latency.
 
     On a machine whose load swings, two bridges measured one after the other are not
-    comparable; here they alternate, ``rounds`` times each (this, compared, compared with
-    this bridge's 1 ms linger), and the medians are recorded (``ab_<variant>_in``, ...).
+    comparable; here they alternate, ``rounds`` times each, and the medians are recorded
+    (``ab_<variant>_in``, ``_in_cpu_us_per_msg``, ``_p50``, ``_p99``, ``_out``,
+    ``_out_cpu_us_per_msg``). Each round sends ``count`` messages to a fresh topic through
+    the variant, measures one-in-flight latency, then reads the topic back through the same
+    variant with a new consumer group. ``lingers`` adds variants of this bridge with those
+    producer ``linger.ms`` values (``this_linger<ms>``).
     """
-    variants = [("this", None, None), ("compared", compare_src, None), ("compared_linger1", compare_src, 1.0)]
-    seen: dict[str, dict[str, list[float]]] = {v[0]: {"in": [], "cpu": [], "p50": []} for v in variants}
+    variants: list[tuple[str, Path | None, float | None]] = [("this", None, None), ("compared", compare_src, None)]
+    variants += [(f"this_linger{linger:g}", None, linger) for linger in lingers or []]
+    keys = ("in", "in_cpu_us_per_msg", "p50", "p99", "out", "out_cpu_us_per_msg")
+    seen: dict[str, dict[str, list[float]]] = {v[0]: {k: [] for k in keys} for v in variants}
     for round_ in range(rounds):
         for variant, src, linger in variants:
             bridge, amqp_port, _ = start_bridge(kafka, linger_ms=linger, src=src)
+            got = seen[variant]
             try:
                 url = f"amqp://127.0.0.1:{amqp_port}"
-                topic = f"bench-ab-{variant}-{run_id}"
+                topic = f"bench-ab-{variant}-{run_id}-{round_}"
                 send(url, topic, 100, size)
                 cpu0 = cpu_seconds(bridge.pid)
                 s = send(url, topic, count, size)
-                seen[variant]["cpu"].append((cpu_seconds(bridge.pid) - cpu0) / count * 1e6)
-                seen[variant]["in"].append(count / (s.t1 - s.t0))
-                seen[variant]["p50"].append(pct(send(url, topic, latency_n, size, window=1).latencies, 0.5) * 1e3)
+                got["in_cpu_us_per_msg"].append((cpu_seconds(bridge.pid) - cpu0) / count * 1e6)
+                got["in"].append(count / (s.t1 - s.t0))
+                lat = send(url, topic, latency_n, size, window=1).latencies
+                got["p50"].append(pct(lat, 0.5) * 1e3)
+                got["p99"].append(pct(lat, 0.99) * 1e3)
+                r = Receiver(url, f"{topic}/group.id/ab-{round_}", count)
+                cpu0 = cpu_seconds(bridge.pid)
+                Container(r).run()
+                got["out_cpu_us_per_msg"].append((cpu_seconds(bridge.pid) - cpu0) / count * 1e6)
+                got["out"].append((count - 1) / (r.t1 - r.first))
             finally:
                 stop(bridge)
-            print(f"  a/b round {round_ + 1}/{rounds} {variant}: {seen[variant]['in'][-1]:,.0f} msg/s, "
-                  f"{seen[variant]['cpu'][-1]:.0f} us CPU/msg, p50 {seen[variant]['p50'][-1]:.2f} ms", flush=True)  # fmt: skip
+            print(f"  a/b round {round_ + 1}/{rounds} {variant}: in {got['in'][-1]:,.0f} msg/s, "
+                  f"{got['in_cpu_us_per_msg'][-1]:.0f} us CPU/msg, p50 {got['p50'][-1]:.2f} ms, p99 {got['p99'][-1]:.2f} ms; "
+                  f"out {got['out'][-1]:,.0f} msg/s, {got['out_cpu_us_per_msg'][-1]:.0f} us CPU/msg", flush=True)  # fmt: skip
+    units = {"in": "msg/s", "out": "msg/s", "p50": "ms", "p99": "ms"}
     for variant, values in seen.items():
-        res.figure(f"ab_{variant}_in", statistics.median(values["in"]), "msg/s", f"median of {rounds}, interleaved")
-        res.figure(f"ab_{variant}_cpu_us_per_msg", statistics.median(values["cpu"]), "us/msg", f"median of {rounds}")
-        res.figure(f"ab_{variant}_p50", statistics.median(values["p50"]), "ms", f"median of {rounds}")
-    for other in ("compared", "compared_linger1"):
-        res.ratio(f"ab_in_vs_{other}", "ab_this_in", f"ab_{other}_in")
-        res.ratio(f"ab_cpu_vs_{other}", "ab_this_cpu_us_per_msg", f"ab_{other}_cpu_us_per_msg", higher_is_better=False)
-        res.ratio(f"ab_p50_vs_{other}", "ab_this_p50", f"ab_{other}_p50", higher_is_better=False)
+        for key in keys:
+            res.figure(
+                f"ab_{variant}_{key}",
+                statistics.median(values[key]),
+                units.get(key, "us/msg"),
+                f"median of {rounds}, interleaved",
+            )
+    for other in [v[0] for v in variants if v[0] != "this"]:
+        for key in keys:
+            better = key in ("in", "out")
+            res.ratio(f"ab_{key}_vs_{other}", f"ab_this_{key}", f"ab_{other}_{key}", higher_is_better=better)
+
+
+def measure_interleaved(res: Results, kafka: str, count: int, size: int, latency_n: int, run_id: str, rounds: int) -> None:
+    """The bridge against the raw loops, alternated ``rounds`` times (medians): the targets' ratios on a noisy machine.
+
+    One raw loop then one bridge measured once each, as ``run`` does, swing by 2x here when
+    other work shares the cores; alternating them and taking medians of the ratios of each
+    round's pair gives figures that hold (``ilv_*``).
+    """
+    keys = ("raw_receive", "bridge_in", "raw_p50", "bridge_p50", "raw_send", "bridge_out")
+    seen: dict[str, list[float]] = {k: [] for k in keys}
+    pairs: dict[str, list[float]] = {"in": [], "p50": [], "out": []}
+    direct_topic = f"bench-ilv-{run_id}"
+    direct_produce(Results("scratch", {}), kafka, direct_topic, count, size)  # what the bridge's outbound reads
+    for round_ in range(rounds):
+        one = Results("round", {})
+        measure_raw(one, count, size, latency_n)
+        measure_raw_source(one, count, size)
+        measure_bridge(one, kafka, count, size, latency_n, f"{run_id}-{round_}", direct_topic)
+        for key in keys:
+            seen[key].append(one.value(key))
+        pairs["in"].append(one.value("bridge_in") / one.value("raw_receive"))
+        pairs["p50"].append(one.value("bridge_p50") / one.value("raw_p50"))
+        pairs["out"].append(one.value("bridge_out") / one.value("raw_send"))
+        print(f"  interleaved round {round_ + 1}/{rounds}: in {pairs['in'][-1]:.2f}x raw, p50 {pairs['p50'][-1]:.2f}x raw, "
+              f"out {pairs['out'][-1]:.2f}x raw send", flush=True)  # fmt: skip
+    for key in keys:
+        res.figure(f"ilv_{key}", statistics.median(seen[key]), "ms" if key.endswith("p50") else "msg/s", f"median of {rounds}")
+    for key, values in pairs.items():
+        res.figure(
+            f"ilv_{key}_ratio", statistics.median(values), "x", f"median over {rounds} rounds of bridge/raw in the same round"
+        )
 
 
 def measure_workers(res: Results, kafka: str, count: int, size: int, run_id: str) -> None:
@@ -436,13 +496,17 @@ def run(
     compare_src: Path | None = None,
     rounds: int = 3,
     ab_only: bool = False,
+    interleave: int = 0,
 ) -> None:
     run_id = uuid.uuid4().hex[:6]
     latency_n = min(500, count)
     if compare_src is not None:
-        measure_inbound_ab(res, kafka, count, size, min(300, count), run_id, compare_src, rounds)
+        measure_ab(res, kafka, count, size, min(300, count), run_id, compare_src, rounds, lingers if ab_only else None)
         if ab_only:
             return
+    if interleave:
+        measure_interleaved(res, kafka, count, size, latency_n, run_id, interleave)
+        return
     direct_topic = f"bench-direct-{run_id}"
     measure_raw(res, count, size, latency_n)
     measure_raw_source(res, count, size)
@@ -478,11 +542,18 @@ def report(res: Results) -> str:
     f = {k: v["value"] for k, v in res.figures.items()}
     r = {k: v["value"] for k, v in res.ratios.items()}
     ab = [
-        f"  interleaved a/b, median of {res.params.get('rounds')}: {v:>16}: {f[f'ab_{v}_in']:>7,.0f} msg/s,"
-        f" {f[f'ab_{v}_cpu_us_per_msg']:.0f} us CPU/msg, p50 {f[f'ab_{v}_p50']:.2f} ms"
-        for v in ("this", "compared", "compared_linger1")
-        if f"ab_{v}_in" in f
+        f"  interleaved a/b, median of {res.params.get('rounds')}: {v:>16}: in {f[f'ab_{v}_in']:>7,.0f} msg/s,"
+        f" {f[f'ab_{v}_in_cpu_us_per_msg']:.0f} us CPU/msg, p50 {f[f'ab_{v}_p50']:.2f} ms p99 {f[f'ab_{v}_p99']:.2f} ms;"
+        f" out {f[f'ab_{v}_out']:>7,.0f} msg/s, {f[f'ab_{v}_out_cpu_us_per_msg']:.0f} us CPU/msg"
+        for v in sorted({k[3:].rsplit("_in", 1)[0] for k in f if k.startswith("ab_") and k.endswith("_in")})
     ]
+    if "ilv_in_ratio" in f:
+        return "\n".join([
+            f"bridge vs raw loops, interleaved, median of {res.params.get('interleave')} rounds:",
+            f"  AMQP->Kafka {f['ilv_bridge_in']:,.0f} vs raw receive {f['ilv_raw_receive']:,.0f} msg/s: {f['ilv_in_ratio']:.2f}x (aim >= 1.0x)",
+            f"  latency p50 {f['ilv_bridge_p50']:.2f} vs raw {f['ilv_raw_p50']:.2f} ms: {f['ilv_p50_ratio']:.2f}x (aim <= 1.5x)",
+            f"  Kafka->AMQP {f['ilv_bridge_out']:,.0f} vs raw send {f['ilv_raw_send']:,.0f} msg/s: {f['ilv_out_ratio']:.2f}x (aim >= 1.0x)",
+        ])  # fmt: skip
     if "raw_receive" not in f:
         return "\n".join(["bridge a/b benchmark", *ab])
     lines = [
@@ -532,12 +603,19 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("KAFKA_BOOTSTRAP"),
         help="default: KAFKA_BOOTSTRAP, else a private Kafka for the run",
     )
-    parser.add_argument("--ab-only", action="store_true", help="with --compare-src: only the interleaved AMQP->Kafka comparison")
+    parser.add_argument(
+        "--ab-only",
+        action="store_true",
+        help="with --compare-src: only the interleaved comparison (both directions; --linger-ms adds variants of this bridge)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per variant with --compare-src (default 3)")
     parser.add_argument(
         "--compare-src",
         type=Path,
         help="also measure the bridge imported from this folder (e.g. a bridge/src exported from an older commit), same run",
+    )
+    parser.add_argument(
+        "--interleave", type=int, default=0, help="only the bridge against the raw loops, alternated this many rounds (medians)"
     )
     add_json_argument(parser)
     args = parser.parse_args(argv)
@@ -550,15 +628,36 @@ def main(argv: list[str] | None = None) -> int:
             "linger_ms": lingers,
             "compare_src": str(args.compare_src or ""),
             "rounds": args.rounds,
+            "interleave": args.interleave,
         },
     )
     if args.kafka_bootstrap:
-        run(res, args.messages, args.size, args.kafka_bootstrap, lingers, args.compare_src, args.rounds, args.ab_only)
+        run(
+            res,
+            args.messages,
+            args.size,
+            args.kafka_bootstrap,
+            lingers,
+            args.compare_src,
+            args.rounds,
+            args.ab_only,
+            args.interleave,
+        )
     else:
         from bench.common import services
 
         with services() as (_amqp_url, kafka_bootstrap):
-            run(res, args.messages, args.size, kafka_bootstrap, lingers, args.compare_src, args.rounds, args.ab_only)
+            run(
+                res,
+                args.messages,
+                args.size,
+                kafka_bootstrap,
+                lingers,
+                args.compare_src,
+                args.rounds,
+                args.ab_only,
+                args.interleave,
+            )
     print(report(res))
     res.write(args.json)
     return 0

@@ -10,6 +10,7 @@ from proton.reactor import Container
 from amqp_kafka_bridge.core import BridgeCore
 from amqp_kafka_bridge.endpoint import BridgeHandler, Front, ServerFront
 from amqp_kafka_bridge.forwarder import Forwarder
+from amqp_kafka_bridge.hot_path import install
 from amqp_kafka_bridge.http import HttpEndpoint
 from amqp_kafka_bridge.metrics import BridgeMetrics
 from amqp_kafka_bridge.settings import BridgeSettings
@@ -34,6 +35,9 @@ class Bridge:
         self.handler = BridgeHandler(self.core, self.front, settings.drain_timeout_s)
         self.container = Container(self.handler)
         self.container.container_id = f"bridge-{settings.mode}"
+        # The bridged links' delivery and flow events skip proton's Python dispatch (amqp_kafka_bridge.hot_path).
+        self.hot = install(self.container, self.core.routes, on_error=self.metrics.kafka_errors.labels("internal").inc)
+        self.hot.on_idle.append(self.core.on_burst_end)
         self.http = HttpEndpoint(settings.http_host, settings.http_port, self.metrics.render, self.healthy, self.ready)
         self._thread = threading.Thread(target=self._run, name="bridge-reactor", daemon=True)
         self._stopped = threading.Event()

@@ -7,7 +7,8 @@ deliveries, produce records and run their consumers, and never call back up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from amqp_kafka_bridge.converters import MessageConverter
 from amqp_kafka_bridge.kafka_io import ProducerPump, Signal
@@ -22,6 +23,8 @@ class LinkContext:
     ``converter`` is the configured body format, chosen once; ``producer`` is the bridge's one
     Kafka producer (its reports come back to each link's ``on_ack`` through the core);
     ``records_signal`` is what a link's consumer sets when it has records for the reactor.
+    ``unflushed`` holds the links that counted messages since the metrics were last updated:
+    the core calls their ``flush_metrics`` once per burst of events, not once per message.
     """
 
     settings: BridgeSettings
@@ -29,3 +32,4 @@ class LinkContext:
     converter: MessageConverter
     producer: ProducerPump
     records_signal: Signal
+    unflushed: set[Any] = field(default_factory=set)

@@ -8,7 +8,9 @@ produced with, new consumer records to the sender links. Links get only a
 that a link ended from proton (``forget``), whether the peer or the link itself closed it.
 
 Everything here runs on the reactor thread except ``start`` and ``shutdown``, which run
-before the reactor starts and after it ended, and the three signals, which Kafka threads set.
+before the reactor starts and after it ended, and the three signals, which Kafka threads set
+(each wakes the reactor through ``wakeups``, which calls ``on_kafka_acks``, ``on_kafka_records``
+or ``on_topic_checks`` there).
 """
 
 from __future__ import annotations
@@ -17,20 +19,18 @@ import logging
 from concurrent.futures import Future
 
 from proton import Link
-from proton.reactor import ApplicationEvent, EventInjector
+from proton.reactor import EventInjector
 
 from amqp_kafka_bridge.context import LinkContext
 from amqp_kafka_bridge.converters import converter_for
 from amqp_kafka_bridge.errors import INTERNAL_ERROR, AmqpConditionError
+from amqp_kafka_bridge.hot_path import HotRoutes, Wakeups
 from amqp_kafka_bridge.kafka_io import ProducerPump, Signal, SourceSpec, TopicAdmin
 from amqp_kafka_bridge.links import BridgedLink, InboundLink, OutboundLink
 from amqp_kafka_bridge.metrics import BridgeMetrics
 from amqp_kafka_bridge.settings import BridgeSettings
 
 log = logging.getLogger("bridge.core")
-
-# Reactor events the Kafka threads inject (the handler's on_kafka_acks, on_kafka_records, on_topic_checks).
-KAFKA_ACKS, KAFKA_RECORDS, TOPIC_CHECKS = "kafka_acks", "kafka_records", "topic_checks"
 
 
 class BridgeCore:
@@ -39,15 +39,18 @@ class BridgeCore:
     def __init__(self, settings: BridgeSettings, metrics: BridgeMetrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.injector = EventInjector()
-        self.acks_signal = Signal(lambda: self.injector.trigger(ApplicationEvent(KAFKA_ACKS)))
-        self.records_signal = Signal(lambda: self.injector.trigger(ApplicationEvent(KAFKA_RECORDS)))
-        self.checks_signal = Signal(lambda: self.injector.trigger(ApplicationEvent(TOPIC_CHECKS)))
+        self.injector = EventInjector()  # the drain request (the handler's on_bridge_drain)
+        # The Kafka threads' wake-ups call these methods on the reactor thread (hot_path.Wakeups).
+        self.wakeups = Wakeups(on_error=metrics.kafka_errors.labels("internal").inc)
+        self.acks_signal = Signal(self.wakeups.register(self.on_kafka_acks))
+        self.records_signal = Signal(self.wakeups.register(self.on_kafka_records))
+        self.checks_signal = Signal(self.wakeups.register(self.on_topic_checks))
         stats = metrics.producer_stats_config(settings.kafka_stats_interval_s)
         self.producer = ProducerPump({**settings.producer_config(), **stats}, self.acks_signal)
         self.admin = TopicAdmin(settings.admin_config(), settings.topic_partitions)
         self.context = LinkContext(settings, metrics, converter_for(settings.converter), self.producer, self.records_signal)
         self._links: dict[Link, BridgedLink] = {}
+        self.routes = HotRoutes()  # the bridged links' hot events, served below proton's dispatch (hot_path)
         self._checks: list[tuple[BridgedLink, Future[None]]] = []
         self._closing: list[BridgedLink] = []  # forgotten, but still waiting for a dead-letter ack to close their consumer
         self._draining = False
@@ -82,6 +85,7 @@ class BridgeCore:
 
     def _attach(self, bridged: BridgedLink, create: bool | None = None) -> None:
         self._links[bridged.link] = bridged
+        self.routes.add(bridged.link, bridged)
         self.metrics.links.labels(bridged.role).inc()
         if self._draining:
             bridged.drain()
@@ -117,6 +121,7 @@ class BridgeCore:
         bridged = self._links.pop(link, None)
         if bridged is None:
             return
+        self.routes.remove(link)
         self.metrics.links.labels(bridged.role).dec()
         bridged.close()
         if not bridged.finished:
@@ -133,8 +138,20 @@ class BridgeCore:
             acked.add(ack.token.link)
         for bridged in acked:
             bridged.flush_credit()  # one flow per link per batch of reports
+        self.metrics.in_flight.set(self.waiting_for_kafka())
         if self._closing:
             self._closing = [b for b in self._closing if not b.finished]
+
+    def on_burst_end(self) -> None:
+        """The reactor ran out of events after serving hot ones: bring the metrics up to date, once per burst."""
+        unflushed = self.context.unflushed
+        while unflushed:
+            unflushed.pop().flush_metrics()
+        self.metrics.in_flight.set(self.waiting_for_kafka())
+
+    def waiting_for_kafka(self) -> int:
+        """AMQP deliveries produced to Kafka and not acknowledged yet (the ``bridge_in_flight_deliveries`` gauge)."""
+        return sum(b.in_flight for b in self._links.values() if isinstance(b, InboundLink))
 
     def on_kafka_records(self) -> None:
         """Consumers brought records: let every sender link send what its peer has credit for."""
@@ -175,4 +192,5 @@ class BridgeCore:
             bridged.close(force=True)
         self._closing.clear()
         self.admin.close()
+        self.wakeups.close()
         return unflushed

@@ -27,7 +27,7 @@ from amqp_kafka_bridge.core import BridgeCore
 from amqp_kafka_bridge.errors import INVALID_FIELD, AmqpConditionError
 from amqp_kafka_bridge.filters import parse_filters
 from amqp_kafka_bridge.kafka_io import SourceSpec
-from amqp_kafka_bridge.links import InboundLink, OutboundLink, settle
+from amqp_kafka_bridge.links import settle
 from amqp_kafka_bridge.sasl import CyrusConfig, cyrus_config
 from amqp_kafka_bridge.settings import BridgeSettings
 
@@ -192,9 +192,10 @@ class ServerFront:
 class BridgeHandler(MessagingHandler):
     """Routes proton events to the core, the links and the front; holds no bridging logic itself.
 
-    Work done off the reactor thread comes back as injected events to named ``on_*`` methods
-    (as in proton's ``db_recv.py``): ``on_kafka_acks``, ``on_kafka_records``, ``on_topic_checks``
-    and ``on_bridge_drain`` (see :meth:`request_drain`).
+    Bridged links' delivery and flow events never reach it (``amqp_kafka_bridge.hot_path``
+    serves them), and the Kafka threads' wake-ups call the core directly (``hot_path.Wakeups``);
+    the drain request comes back as an injected event to ``on_bridge_drain`` (as in proton's
+    ``db_recv.py``, see :meth:`request_drain`).
     """
 
     def __init__(self, core: BridgeCore, front: Front, drain_timeout_s: float) -> None:
@@ -215,6 +216,7 @@ class BridgeHandler(MessagingHandler):
         self._container = event.container
         try:
             event.container.selectable(self.core.injector)
+            event.container.selectable(self.core.wakeups)
             self.front.start(event.container)
         finally:
             self.started.set()
@@ -237,44 +239,21 @@ class BridgeHandler(MessagingHandler):
             event.link.condition = refusal
             event.link.close()
 
-    @_contained
     def on_delivery(self, event: Any) -> None:
+        """A transfer on a receiving link that is not bridged (refused, or no longer bridged): released.
+
+        Bridged links never get here: their delivery and flow events are served by the hot path
+        (``amqp_kafka_bridge.hot_path``); outcomes on links no longer bridged are settled by proton.
+        """
         dlv = event.delivery
-        link = dlv.link
-        if not link.is_receiver:
+        if not dlv.link.is_receiver:
             return
         if dlv.aborted:
             dlv.settle()
-            return
-        if dlv.readable and not dlv.partial:
-            data = link.recv(dlv.pending)
-            link.advance()
-            bridged = self.core.bridged(link)
-            if isinstance(bridged, InboundLink) and not bridged.closed:
-                bridged.on_transfer(dlv, data)
-            else:
-                settle(dlv, Delivery.RELEASED)
-
-    @_contained
-    def on_sendable(self, event: Any) -> None:
-        bridged = self.core.bridged(event.link)
-        if isinstance(bridged, OutboundLink):
-            bridged.send_available()
-
-    def on_accepted(self, event: Any) -> None:
-        self._outcome(event, "accepted")
-
-    def on_rejected(self, event: Any) -> None:
-        self._outcome(event, "rejected")
-
-    def on_released(self, event: Any) -> None:
-        self._outcome(event, "modified" if event.delivery.remote_state == event.delivery.MODIFIED else "released")
-
-    @_contained
-    def _outcome(self, event: Any, outcome: str) -> None:
-        bridged = self.core.bridged(event.link)
-        if isinstance(bridged, OutboundLink):
-            bridged.on_outcome(event.delivery, outcome)
+        elif dlv.readable and not dlv.partial:
+            dlv.link.recv(dlv.pending)
+            dlv.link.advance()
+            settle(dlv, Delivery.RELEASED)
 
     def on_link_local_close(self, event: Any) -> None:
         """The bridge closed the link (a link detaching itself, or a refusal): the core stops bridging it."""
@@ -318,18 +297,6 @@ class BridgeHandler(MessagingHandler):
     def on_connection_closed(self, event: Any) -> None:
         self.core.metrics.connection_ended(event.connection)
         self.on_disconnected(event)
-
-    @_contained
-    def on_kafka_acks(self, event: Any) -> None:
-        self.core.on_kafka_acks()
-
-    @_contained
-    def on_kafka_records(self, event: Any) -> None:
-        self.core.on_kafka_records()
-
-    @_contained
-    def on_topic_checks(self, event: Any) -> None:
-        self.core.on_topic_checks()
 
 
 class _DrainWatch:

@@ -29,14 +29,12 @@ _client_log = logging.getLogger("bridge.librdkafka")  # librdkafka's own lines, 
 class Ack(NamedTuple):
     """A delivery report: ``error`` is None on success; ``token`` is what ``produce`` was given.
 
-    A named tuple rather than a frozen dataclass: one is built per record on the producer's
-    poll thread while it holds the GIL, so it is kept as cheap as it can be.
+    A named tuple rather than a frozen dataclass, and nothing the bridge does not read: one is
+    built per record on the producer's poll thread while it holds the GIL.
     """
 
     token: Any
     error: KafkaError | None
-    partition: int | None
-    offset: int | None
 
 
 class Signal:
@@ -48,6 +46,8 @@ class Signal:
         self._pending = False
 
     def set(self) -> None:
+        if self._pending:  # read without the lock: a wake-up is already on its way (the common case under load)
+            return
         with self._lock:
             if self._pending:
                 return
@@ -98,8 +98,8 @@ class ProducerPump:
     def produce(self, record: KafkaRecord, token: Any) -> None:
         acks, signal = self.acks, self._signal
 
-        def report(err: KafkaError | None, msg: Any) -> None:
-            acks.append(Ack(token, err, msg.partition() if err is None else None, msg.offset() if err is None else None))
+        def report(err: KafkaError | None, _msg: Any) -> None:
+            acks.append(Ack(token, err))
             signal.set()
 
         # -1 (unassigned: the partitioner picks), timestamp 0 (Kafka stamps it) and no headers are

@@ -15,13 +15,17 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from amqp_message_model.decoding import read_plain
 from confluent_kafka import KafkaError, KafkaException
 from proton import Condition, Delivery, Link, Message
 
+from amqp_kafka_bridge import hot_path
 from amqp_kafka_bridge.context import LinkContext
 from amqp_kafka_bridge.converters import PARTITION_ANNOTATION, KafkaRecord
 from amqp_kafka_bridge.errors import DECODE_ERROR, INTERNAL_ERROR, INVALID_FIELD, MESSAGE_SIZE_EXCEEDED, AmqpConditionError
+from amqp_kafka_bridge.hot_path import ACCEPTED, MODIFIED, REJECTED, RELEASED, RawDelivery
 from amqp_kafka_bridge.kafka_io import Ack, ConsumerPump, SourceSpec
+from amqp_kafka_bridge.metrics import observe_many
 from amqp_kafka_bridge.offsets import OffsetTracker
 
 log = logging.getLogger("bridge.links")
@@ -48,23 +52,24 @@ def _permanent_refusal(error: KafkaError, topic: str) -> tuple[AmqpConditionErro
 
 
 def settle(dlv: Delivery, outcome: int, condition: Condition | None = None) -> None:
-    """Give ``dlv`` its final outcome (with an error condition for ``REJECTED``) and settle it."""
-    if condition is not None:
-        dlv.local.condition = condition
-    if outcome == Delivery.MODIFIED:
-        dlv.local.failed = True
-    dlv.update(outcome)
-    dlv.settle()
+    """Give ``dlv`` (a proton ``Delivery``) its final outcome (with an error condition for ``REJECTED``) and settle it."""
+    hot_path.settle(dlv._impl, outcome, condition)  # noqa: SLF001 - the wrapper's pointer (pinned by the hot path)
 
 
-@dataclass(eq=False)
 class _InFlight:
-    """One AMQP delivery waiting for Kafka (``dlv`` is None when the sender pre-settled it)."""
+    """One AMQP delivery waiting for Kafka: the producer's report comes back to ``on_ack``.
 
-    link: InboundLink
-    dlv: Delivery | None
-    size: int
-    started: float
+    ``dlv`` is the raw delivery, referenced until it is settled (None when the sender
+    pre-settled it). A plain class with slots: one is made per message.
+    """
+
+    __slots__ = ("link", "dlv", "size", "started")
+
+    def __init__(self, link: InboundLink, dlv: RawDelivery | None, size: int, started: float) -> None:
+        self.link = link
+        self.dlv = dlv
+        self.size = size
+        self.started = started
 
     def on_ack(self, ack: Ack) -> None:
         self.link.on_ack(self, ack)
@@ -77,10 +82,13 @@ class InboundLink:
     a Kafka failure releases it (retriable) or rejects it with the reason (permanent).
     Credit is given only as deliveries settle, so at most ``link_credit`` are in flight.
 
-    Per delivery the hot path is decode -> convert -> produce, and per report settle; the
-    credit the reports free is given back once per batch of reports (``flush_credit``, called
-    by the core after it handed out a batch), not one ``flow`` per delivery. The message
-    object decoded into and the labelled metrics are the link's own, made once.
+    Transfers arrive from the hot path (``on_raw_delivery``, raw proton-c deliveries, see
+    ``amqp_kafka_bridge.hot_path``). Per delivery the work is read -> decode (plain Python for
+    the common shape, ``amqp_message_model.decoding``; proton for the rest) -> convert ->
+    produce, and per report settle; the credit the reports free is given back once per batch
+    of reports (``flush_credit``, called by the core after it handed out a batch), not one
+    ``flow`` per delivery. The message object decoded into and the labelled metrics are the
+    link's own, made once.
     """
 
     role = "receiver"
@@ -95,7 +103,11 @@ class InboundLink:
         self.ready = False
         self.draining = False
         self._owed = 0  # credit freed by settled deliveries, given back by ``flush_credit``
-        self._message = Message()  # decoded into for every transfer: to_record keeps none of it
+        self._acked = self._acked_bytes = 0  # counted into the metrics by ``flush_metrics``
+        self._latencies: list[float] = []
+        self._message = Message()  # decoded into for transfers read_plain leaves to proton: to_record keeps none of it
+        self._receiving = hot_path.Receiving(link)
+        self._raw_link = hot_path.raw_link(link)
         metrics = context.metrics
         self._messages_in = metrics.messages_in.labels(topic)
         self._bytes_in = metrics.bytes_in.labels(topic)
@@ -110,36 +122,53 @@ class InboundLink:
         """Give no more credit; what is in flight still settles as Kafka acknowledges it."""
         self.draining = True
 
-    def _reject(self, dlv: Delivery, error: AmqpConditionError, reason: str) -> None:
+    def _reject(self, dlv: RawDelivery, error: AmqpConditionError, reason: str) -> None:
         self.context.metrics.rejected.labels(self.topic, reason).inc()
         log.info(
             "delivery rejected",
             extra={"link": self.name, "topic": self.topic, "condition": error.condition, "reason": error.description},
         )
-        if not dlv.settled:
-            settle(dlv, Delivery.REJECTED, error.to_condition())
+        if not hot_path.delivery_remotely_settled(dlv):
+            hot_path.settle(dlv, REJECTED, error.to_condition())
         else:
-            dlv.settle()
+            hot_path.delivery_settle(dlv)
         self._replenish(1)
 
-    def on_transfer(self, dlv: Delivery, data: bytes) -> None:
+    def on_raw_delivery(self, dlv: RawDelivery) -> None:
+        """A delivery event on this link (hot path): a complete transfer is read and bridged."""
+        if hot_path.delivery_aborted(dlv):
+            hot_path.delivery_settle(dlv)
+            return
+        data = self._receiving.take(dlv)
+        if data is None:
+            return  # more frames to come
+        if self.closed:
+            hot_path.settle(dlv, RELEASED)
+            return
+        self.on_transfer(dlv, data)
+
+    def on_transfer(self, dlv: RawDelivery, data: bytes) -> None:
         context = self.context
         settings = context.settings
         if len(data) > settings.max_message_bytes:
             too_big = f"message of {len(data)} bytes exceeds the limit of {settings.max_message_bytes}"
             self._reject(dlv, AmqpConditionError(MESSAGE_SIZE_EXCEEDED, too_big), "size")
             return
-        msg = self._message
+        converter = context.converter
         try:
-            msg.decode(data)
-            record = context.converter.to_record(msg, self.topic, settings.key_property)
+            msg = read_plain(data) if converter.reads_plain else None
+            if msg is None:  # not of the plain shape: proton decodes it (and says what is wrong with it)
+                msg = self._message
+                msg.decode(data)
+            record = converter.to_record(msg, self.topic, settings.key_property)
         except AmqpConditionError as exc:
             self._reject(dlv, exc, exc.reason)
             return
         except Exception as exc:  # noqa: BLE001 - proton's decode errors have no common base
             self._reject(dlv, AmqpConditionError(DECODE_ERROR, f"undecodable message: {exc}"), "decode-error")
             return
-        pending = _InFlight(self, None if dlv.settled else dlv, len(record.value or b""), time.perf_counter())
+        presettled = hot_path.delivery_remotely_settled(dlv)
+        pending = _InFlight(self, None if presettled else dlv, len(record.value or b""), time.perf_counter())
         try:
             context.producer.produce(record, pending)
         except (BufferError, Exception) as exc:  # noqa: BLE001 - local queue full or client refused: never drop silently
@@ -151,53 +180,68 @@ class InboundLink:
                 return
             context.metrics.released.labels(self.topic).inc()
             log.warning("produce refused, delivery released", extra={"link": self.name, "topic": self.topic, "error": str(exc)})
-            if pending.dlv is not None:
-                settle(pending.dlv, Delivery.MODIFIED)
+            if presettled:
+                hot_path.delivery_settle(dlv)
             else:
-                dlv.settle()
+                hot_path.settle(dlv, MODIFIED)
             self._replenish(1)
             return
         self.in_flight += 1
-        context.metrics.in_flight.inc()
-        if pending.dlv is None:
-            dlv.settle()  # pre-settled: at-most-once, as the sender asked; credit still waits for the ack
+        if presettled:
+            hot_path.delivery_settle(dlv)  # at-most-once, as the sender asked; credit still waits for the ack
+        else:
+            hot_path.incref(dlv)  # kept until Kafka's report settles it
 
     def on_ack(self, pending: _InFlight, ack: Ack) -> None:
         self.in_flight -= 1
-        metrics = self.context.metrics
-        metrics.in_flight.dec()
         if ack.error is None:
-            self._messages_in.inc()
-            self._bytes_in.inc(pending.size)
-            metrics.latency.observe(time.perf_counter() - pending.started)
-        if self.closed:
-            return  # the peer went away: the unsettled delivery is gone; it resends what it never saw accepted
+            self._acked += 1
+            self._acked_bytes += pending.size
+            self._latencies.append(time.perf_counter() - pending.started)
         dlv = pending.dlv
-        if dlv is not None:
+        if dlv is None:
+            self._owed += 1
+            return
+        try:
+            if self.closed:
+                return  # the peer went away: the unsettled delivery is gone; it resends what it never saw accepted
             if ack.error is None:
-                dlv.update(Delivery.ACCEPTED)
-                dlv.settle()
+                hot_path.delivery_update(dlv, ACCEPTED)
+                hot_path.delivery_settle(dlv)
             elif (refusal := _permanent_refusal(ack.error, self.topic)) is not None:
                 self._reject(dlv, *refusal)
                 return
             else:
-                metrics.released.labels(self.topic).inc()
+                self.context.metrics.released.labels(self.topic).inc()
                 log.warning(
                     "kafka did not acknowledge in time, delivery released",
                     extra={"link": self.name, "topic": self.topic, "error": ack.error.str()},
                 )
-                settle(dlv, Delivery.MODIFIED)
-        self._owed += 1
+                hot_path.settle(dlv, MODIFIED)
+            self._owed += 1
+        finally:
+            hot_path.decref(dlv)
 
     def flush_credit(self) -> None:
-        """Give back, in one ``flow``, the credit the reports handed out since the last call freed."""
+        """Give back, in one ``flow``, the credit the reports handed out since the last call freed; count them."""
         owed, self._owed = self._owed, 0
         if owed:
             self._replenish(owed)
+        self.flush_metrics()
+
+    def flush_metrics(self) -> None:
+        """Add what was acknowledged since the last call to the metrics (one update each, not one per message)."""
+        if self._acked:
+            self._messages_in.inc(self._acked)
+            self._bytes_in.inc(self._acked_bytes)
+            self._acked = self._acked_bytes = 0
+        if self._latencies:
+            latencies, self._latencies = self._latencies, []
+            observe_many(self.context.metrics.latency, latencies)
 
     def _replenish(self, n: int) -> None:
         if not self.closed and not self.draining and self.ready:
-            self.link.flow(n)
+            hot_path.link_flow(self._raw_link, n)
 
     def detach(self, error: AmqpConditionError) -> None:
         """Close the link with ``error`` for the peer (it resends what it never saw accepted)."""
@@ -208,11 +252,15 @@ class InboundLink:
     def close(self, force: bool = False) -> None:
         """Stop bridging (idempotent). Later Kafka reports only update the metrics."""
         self.closed = True
+        self.flush_metrics()
 
     @property
     def finished(self) -> bool:
         """Holds nothing that needs closing: the producer is the bridge's, not the link's."""
         return self.closed
+
+
+_OUTCOMES = {ACCEPTED: "accepted", REJECTED: "rejected", RELEASED: "released", MODIFIED: "modified"}
 
 
 @dataclass(eq=False)
@@ -252,7 +300,9 @@ class OutboundLink:
         self.name = link.name
         self.tracker = OffsetTracker()
         self.backlog: deque[_Sent] = deque()  # records to (re)send, ahead of what the consumer brings
-        self.unsettled: dict[bytes, _Sent] = {}
+        self.unsettled: dict[RawDelivery, _Sent] = {}  # by raw delivery (equal and hashed by address)
+        self._sending = hot_path.Sending(link)
+        self._raw_link = hot_path.raw_link(link)
         self.closed = False
         self.ready = False
         self.draining = False
@@ -265,6 +315,7 @@ class OutboundLink:
         )
         self._messages_out = context.metrics.messages_out.labels(self.topic)
         self._bytes_out = context.metrics.bytes_out.labels(self.topic)
+        self._accepted = self._accepted_bytes = 0  # counted into the metrics by ``flush_metrics``
 
     @property
     def in_flight(self) -> int:
@@ -292,9 +343,9 @@ class OutboundLink:
             for partition in self.pump.revoked.popleft():
                 self.tracker.forget(partition)
                 self.backlog = deque(s for s in self.backlog if s.record.partition != partition)
-        link, records, converter = self.link, self.pump.records, self.context.converter
-        draining = self.draining
-        while link.credit > 0 and not draining and (self.backlog or records):
+        link, records, converter = self._raw_link, self.pump.records, self.context.converter
+        draining, credit_of, send, unsettled = self.draining, hot_path.link_credit, self._sending.send, self.unsettled
+        while credit_of(link) > 0 and not draining and (self.backlog or records):
             if self.backlog:
                 sent = self.backlog.popleft()
             else:
@@ -302,30 +353,45 @@ class OutboundLink:
                 sent = _Sent(rec)
                 self.tracker.track(rec.partition, rec.offset)  # type: ignore[arg-type]
             try:
-                message = converter.to_message(sent.record)
+                encoded = converter.encode_message(sent.record)
             except AmqpConditionError as exc:
                 self.context.metrics.rejected.labels(self.topic, "conversion").inc()
                 self._follow_policy(sent, "dead-letter", exc.description)
                 continue
-            dlv = link.send(message)
-            self.unsettled[dlv.tag] = sent
-        self.pump.demand = max(link.credit - len(self.backlog), 0) if not draining else 0
+            unsettled[send(encoded)] = sent
+        self.pump.demand = max(credit_of(link) - len(self.backlog), 0) if not draining else 0
         if len(records) < self.pump.window // 2:
             self.pump.room.set()
 
-    def on_outcome(self, dlv: Delivery, outcome: str) -> None:
-        sent = self.unsettled.pop(dlv.tag, None)
+    def on_raw_flow(self) -> None:
+        """The peer gave credit (hot path)."""
+        self.send_available()
+
+    def on_raw_delivery(self, dlv: RawDelivery) -> None:
+        """The peer's outcome for a delivery sent here (hot path); settled here once the peer settled it."""
+        if hot_path.delivery_updated(dlv):
+            outcome = _OUTCOMES.get(hot_path.delivery_remote_state(dlv))
+            if outcome is not None:
+                self.on_outcome(dlv, outcome)
+        if hot_path.delivery_remotely_settled(dlv):
+            hot_path.delivery_settle(dlv)
+
+    def on_outcome(self, dlv: RawDelivery, outcome: str) -> None:
+        """Follow the peer's ``outcome`` for ``dlv``: commit when accepted, else the link's policy."""
+        sent = self.unsettled.pop(dlv, None)
         if sent is None:
             return
         rec = sent.record
         metrics, settings = self.context.metrics, self.context.settings
         if outcome == "accepted":
-            self._messages_out.inc()
-            self._bytes_out.inc(len(rec.value or b""))
+            self._accepted += 1
+            self._accepted_bytes += len(rec.value or b"")
+            self.context.unflushed.add(self)
             self._done(rec)
-        elif outcome == "rejected":
+            return  # an acceptance frees no credit: nothing more to send until the peer flows
+        if outcome == "rejected":
             metrics.peer_rejected.labels(self.topic, outcome).inc()
-            cond = dlv.remote.condition
+            cond = hot_path.remote_condition(dlv)
             self._follow_policy(sent, settings.on_rejected, f"{cond.name}: {cond.description}" if cond else "rejected by peer")
         else:
             metrics.peer_rejected.labels(self.topic, outcome).inc()
@@ -363,6 +429,13 @@ class OutboundLink:
     def flush_credit(self) -> None:
         """Nothing to give back: the peer gives this link its credit (the core calls it for every link it acked)."""
 
+    def flush_metrics(self) -> None:
+        """Add the acceptances since the last call to the metrics (the core calls it once per burst of events)."""
+        if self._accepted:
+            self._messages_out.inc(self._accepted)
+            self._bytes_out.inc(self._accepted_bytes)
+            self._accepted = self._accepted_bytes = 0
+
     def on_dead_lettered(self, dead: _DeadLetter, ack: Ack) -> None:
         self.dead_letters_pending -= 1
         if ack.error is not None:
@@ -391,6 +464,7 @@ class OutboundLink:
         """Stop sending (idempotent). The consumer commits what was accepted and leaves its group once the
         last dead-letter write is acknowledged, so that its offset is committed too; ``force`` does not wait."""
         self.closed = True
+        self.flush_metrics()
         self.lag.close()  # its lag series goes with the link
         if self.dead_letters_pending == 0 or force:
             self._close_pump()

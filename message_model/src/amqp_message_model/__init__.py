@@ -3,7 +3,9 @@
 ``values``: how every AMQP body, property value, message id, content type and time becomes
 bytes or text. ``sections``: reading an encoded message's sections without decoding them
 (the guards and the redelivery digest). ``connection``: broker URLs, failover, SASL and TLS
-as python-qpid-proton connect arguments, and URL redaction.
+as python-qpid-proton connect arguments, and URL redaction. ``encoding`` and ``decoding``:
+messages written and the common shape read in plain Python, with proton's bytes and types,
+for senders and receivers that cannot afford a proton ``Message`` per message.
 
 Depends on python-qpid-proton only, so the bridge installs without pyspark.
 """

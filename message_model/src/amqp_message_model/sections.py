@@ -17,13 +17,13 @@ _DATA, _SEQUENCE, _VALUE = 0x75, 0x76, 0x77
 _FIXED_WIDTH = {0x4: 0, 0x5: 1, 0x6: 2, 0x7: 4, 0x8: 8, 0x9: 16}  # by the constructor's high nibble (part 1.6)
 
 
-def _value_end(buf: bytes, pos: int, depth: int = 0) -> int:
+def value_end(buf: bytes, pos: int, depth: int = 0) -> int:
     """Where the AMQP-encoded value starting at ``pos`` ends, from its constructor alone (no decoding)."""
     code = buf[pos]
     if code == 0x00:  # described: a descriptor, then the value
         if depth >= 4:
             raise ValueError("descriptors nested too deep")
-        return _value_end(buf, _value_end(buf, pos + 1, depth + 1), depth + 1)
+        return value_end(buf, value_end(buf, pos + 1, depth + 1), depth + 1)
     nibble = code >> 4
     if nibble in _FIXED_WIDTH:
         end = pos + 1 + _FIXED_WIDTH[nibble]
@@ -49,7 +49,7 @@ def amqp_sections(encoded: bytes) -> list[tuple[int, int, int]]:
         while pos < len(encoded):
             if encoded[pos] != 0x00:
                 raise ValueError(f"no section at byte {pos}")
-            start = _value_end(encoded, pos + 1)
+            start = value_end(encoded, pos + 1)
             descriptor = encoded[pos + 1 : start]
             if descriptor[0] == 0x53:
                 code = descriptor[1]
@@ -57,7 +57,7 @@ def amqp_sections(encoded: bytes) -> list[tuple[int, int, int]]:
                 code = int.from_bytes(descriptor[1:9], "big")
             else:
                 code = -1  # a symbolic descriptor
-            end = _value_end(encoded, start)
+            end = value_end(encoded, start)
             sections.append((code, start, end))
             pos = end
     except IndexError:
