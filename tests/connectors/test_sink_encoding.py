@@ -6,6 +6,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from proton import Message
 from pyspark_amqp.conversion import row_to_message
 from pyspark_amqp.sender import MessageEncoder
 from pyspark_amqp.sink import rows_of
@@ -29,6 +30,19 @@ _rows = st.fixed_dictionaries(
 def test_encoding_matches_the_general_path(row: dict) -> None:
     expected = row_to_message(row, "default")
     assert MessageEncoder("default").encode(row) == (expected.address, bytes(expected.encode()))
+
+
+@pytest.mark.parametrize("subject", [None, "s"])  # the fast path and the general one
+def test_a_binary_body_is_a_data_section_and_a_string_an_amqp_value(subject: str | None) -> None:
+    """What a JMS client reads: a data section is a BytesMessage, an amqp-value string a TextMessage."""
+    encoder = MessageEncoder("default")
+    for body, descriptor in ((b"\x00\xffbytes", b"\x00\x53\x75"), ("text", b"\x00\x53\x77")):
+        _, encoded = encoder.encode({"body": body, "subject": subject})
+        decoded = Message()
+        decoded.decode(encoded)
+        assert decoded.body == body
+        assert decoded.inferred is isinstance(body, bytes)
+        assert descriptor in encoded
 
 
 def test_the_fast_path_is_taken_for_body_only_rows_and_bounded() -> None:

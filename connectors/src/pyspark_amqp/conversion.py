@@ -247,7 +247,8 @@ def row_to_message(row: Mapping[str, Any], default_address: str | None) -> Messa
     body = row.get("body")
     if body is not None and not isinstance(body, (str, bytes, bytearray)):
         raise ValueError(f"the 'body' column must be string or binary, got {type(body).__name__}: cast it first")
-    message = Message(body=bytes(body) if isinstance(body, bytearray) else body, durable=True)
+    # inferred: a binary body goes as a data section, the form every broker maps to a bytes message
+    message = Message(body=bytes(body) if isinstance(body, bytearray) else body, durable=True, inferred=True)
     address = row.get("address") or default_address
     if address:
         message.address = address

@@ -15,7 +15,8 @@ from typing import Any
 
 from amqp_message_model.brokers import QueueProbe, missing_queue_reason, needs_queue_probe
 from amqp_message_model.connection import connect_kwargs
-from proton import Data, Delivery, Message
+from amqp_message_model.encoding import data_body, value_body
+from proton import Delivery, Message
 from proton.handlers import IncomingMessageHandler, MessagingHandler, OutgoingMessageHandler
 
 from pyspark_amqp.conversion import row_to_message
@@ -23,9 +24,6 @@ from pyspark_amqp.options import SinkOptions
 
 Encoded = tuple[str, bytes]
 """A message ready to go: its target address and its AMQP encoding."""
-
-
-_AMQP_VALUE = b"\x00\x53\x77"  # the amqp-value section's descriptor (AMQP 1.0, 3.2.8): described, smallulong 0x77
 
 
 _BODY_AND_ADDRESS = ("body", "address")
@@ -36,7 +34,8 @@ class MessageEncoder:
 
     Most rows carry a body and at most an address. For those, the header and properties
     sections depend only on the address and are encoded by proton once per address; the
-    body is encoded per row by proton's ``Data`` as the amqp-value that follows them. That
+    body section that follows them (a data section for binary, an amqp-value for a string)
+    is written per row by ``amqp_message_model.encoding``, byte-identical to proton's. That
     skips building a proton ``Message`` (about 40 us here) for 2-3 us. Rows with any other
     field set go through ``row_to_message``.
     """
@@ -46,7 +45,6 @@ class MessageEncoder:
     def __init__(self, default_address: str | None) -> None:
         self.default_address = default_address
         self._prefixes: dict[str, bytes] = {}
-        self._data = Data()
 
     def encode(self, row: Any) -> Encoded:
         body = row.get("body")
@@ -57,10 +55,7 @@ class MessageEncoder:
                 if len(self._prefixes) >= self._MAX_PREFIXES:
                     self._prefixes.clear()
                 prefix = self._prefixes[address] = bytes(Message(durable=True, address=address).encode())
-            data = self._data
-            data.clear()
-            data.put_object(body)
-            return address, prefix + _AMQP_VALUE + bytes(data.encode())
+            return address, prefix + (value_body(body) if isinstance(body, str) else data_body(body))
         message = row_to_message(row, self.default_address)
         return message.address, bytes(message.encode())
 
