@@ -158,9 +158,7 @@ class TemperatureModel:
         c, n = self.config, self.config.devices
         while True:
             around = int((t - c.start_ms) * c.rate // 1000)
-            taken = any(
-                k % n == device and self.nominal_ts(k) == t for k in range(max(0, around - n - 1), around + n + 2)
-            )
+            taken = any(k % n == device and self.nominal_ts(k) == t for k in range(max(0, around - n - 1), around + n + 2))
             if not taken:
                 return t
             t -= 1

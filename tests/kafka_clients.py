@@ -10,7 +10,12 @@ from confluent_kafka import Consumer
 def consume(bootstrap: str, topic: str, count: int, timeout: float) -> list[tuple[bytes | None, bytes | None]]:
     """Read up to ``count`` records ``(key, value)`` of ``topic`` from the start, within ``timeout`` seconds."""
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"check-{topic}", "auto.offset.reset": "earliest", "enable.auto.commit": False}
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"check-{topic}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
     )
     consumer.subscribe([topic])
     records: list[tuple[bytes | None, bytes | None]] = []

@@ -143,6 +143,7 @@ def test_json_mode_round_trips_typed_values(value):
 
 def test_creation_time_is_the_record_timestamp_unless_kafka_would_refuse_it():
     now_ms = 1_764_370_000_000
+
     def stamp(seconds: float) -> int | None:
         return to_record(Message(body="x", creation_time=seconds), "t", now_ms=now_ms).timestamp_ms
 

@@ -52,7 +52,9 @@ def main(argv: list[str]) -> None:
         progress = query.lastProgress
         if progress and progress["sources"]:
             src = progress["sources"][0]
-            _atomic_write(state / "progress.json", {"latest": src["latestOffset"], "end": src["endOffset"], "batch": progress["batchId"]})
+            _atomic_write(
+                state / "progress.json", {"latest": src["latestOffset"], "end": src["endOffset"], "batch": progress["batchId"]}
+            )
         time.sleep(0.2)
 
 

@@ -30,7 +30,13 @@ def test_batch_write_delivers_every_row_with_its_fields(spark, amqp_url: str, un
     by_id = {m.id: m for m in got}
     assert set(by_id) == {f"id-{i}" for i in range(n)}
     m = by_id["id-42"]
-    assert (m.body, m.content_type, m.subject, m.properties, m.durable) == (b'{"n":42}', "application/json", "s0", {"n": "42"}, True)
+    assert (m.body, m.content_type, m.subject, m.properties, m.durable) == (
+        b'{"n":42}',
+        "application/json",
+        "s0",
+        {"n": "42"},
+        True,
+    )
 
 
 def test_streaming_write_with_per_row_address(spark, amqp_url: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
@@ -50,17 +56,23 @@ def test_streaming_write_with_per_row_address(spark, amqp_url: str, unique_name:
     assert sorted(int(m.body) for m in odds) == list(range(1, 200, 2))
 
 
-def test_unknown_address_fails_the_task_with_the_brokers_condition(spark, amqp_url: str, unique_name: Callable[[str], str]) -> None:
+def test_unknown_address_fails_the_task_with_the_brokers_condition(
+    spark, amqp_url: str, unique_name: Callable[[str], str]
+) -> None:
     df = spark.range(3).selectExpr("CAST(id AS STRING) AS body")
     with pytest.raises(Exception, match=r"amqp:not-found"):
-        df.write.format("amqp").option("url", amqp_url).option("address", unique_name("noauto.missing")).option("sendTimeout", "10").mode("append").save()
+        df.write.format("amqp").option("url", amqp_url).option("address", unique_name("noauto.missing")).option(
+            "sendTimeout", "10"
+        ).mode("append").save()
 
 
 def test_bad_schema_and_unreachable_broker_give_clear_errors(spark, unique_name: Callable[[str], str]) -> None:
     with pytest.raises(Exception, match="needs a 'body' column"):
         spark.range(1).write.format("amqp").option("url", "amqp://127.0.0.1:1").option("address", "x").mode("append").save()
     with pytest.raises(Exception, match="'body' column must be string or binary, not bigint"):
-        spark.range(1).selectExpr("id AS body").write.format("amqp").option("url", "amqp://127.0.0.1:1").option("address", "x").mode("append").save()
+        spark.range(1).selectExpr("id AS body").write.format("amqp").option("url", "amqp://127.0.0.1:1").option(
+            "address", "x"
+        ).mode("append").save()
     with pytest.raises(Exception, match=r"cannot reach the broker at amqp://127.0.0.1:1"):
         spark.range(1).selectExpr("'x' AS body").write.format("amqp").option("url", "amqp://127.0.0.1:1").option(
             "address", "x"
@@ -98,9 +110,9 @@ def test_a_write_rides_out_a_broker_crash(spark, local_services, amqp_url: str, 
     killer = threading.Thread(target=crash_mid_write)
     killer.start()
     try:
-        spark.range(n).selectExpr("CAST(id AS STRING) AS body").coalesce(1).write.format("amqp").option(
-            "url", amqp_url
-        ).option("address", address).mode("append").save()
+        spark.range(n).selectExpr("CAST(id AS STRING) AS body").coalesce(1).write.format("amqp").option("url", amqp_url).option(
+            "address", address
+        ).mode("append").save()
     finally:
         written.set()
         killer.join(120)

@@ -20,7 +20,9 @@ def _readings(n: int, devices: int = 5, start: int = 0) -> list[Message]:
     return [
         Message(
             id=f"m-{i}",
-            body=json.dumps({"device_id": f"device-{i % devices}", "temperature": 20 + (i % 7) * 0.5, "ts": 1_764_370_000_000 + i}).encode(),
+            body=json.dumps(
+                {"device_id": f"device-{i % devices}", "temperature": 20 + (i % 7) * 0.5, "ts": 1_764_370_000_000 + i}
+            ).encode(),
             content_type="application/json",
             subject=f"device-{i % devices}",
             properties={"device_id": f"device-{i % devices}", "i": i},
@@ -48,7 +50,9 @@ def _count(spark, table: str) -> int:
     return spark.sql(f"SELECT count(*) FROM {table}").collect()[0][0]
 
 
-def test_every_message_arrives_exactly_once_with_its_fields(spark, amqp_url: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
+def test_every_message_arrives_exactly_once_with_its_fields(
+    spark, amqp_url: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
     address = unique_name("src")
     n = 3000
     assert amqp_clients.send(amqp_url, address, _readings(n))["accepted"] == n
@@ -71,7 +75,9 @@ def test_every_message_arrives_exactly_once_with_its_fields(spark, amqp_url: str
     assert amqp_clients.receive(amqp_url, address, 1, timeout=1.5) == []
 
 
-def test_restart_from_checkpoint_neither_loses_nor_repeats(spark, amqp_url: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
+def test_restart_from_checkpoint_neither_loses_nor_repeats(
+    spark, amqp_url: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
     address = unique_name("restart")
     table = address.replace("-", "_")
     amqp_clients.send(amqp_url, address, _readings(500))
@@ -112,7 +118,15 @@ def test_every_amqp_body_type_converts(spark, amqp_url: str, unique_name: Callab
     address = unique_name("bodies")
     seq = Message(body=[1, 2])
     seq.inferred = True
-    bodies = [Message(body=b"\x00raw"), Message(body="text"), Message(body=7), Message(body=True), Message(body={"k": [1.5]}), Message(body=None), seq]
+    bodies = [
+        Message(body=b"\x00raw"),
+        Message(body="text"),
+        Message(body=7),
+        Message(body=True),
+        Message(body={"k": [1.5]}),
+        Message(body=None),
+        seq,
+    ]
     amqp_clients.send(amqp_url, address, bodies)
     table = address.replace("-", "_")
     query = _memory_query(_stream(spark, amqp_url, address, tmp_path / "log"), table, tmp_path / "ckpt")
@@ -124,11 +138,15 @@ def test_every_amqp_body_type_converts(spark, amqp_url: str, unique_name: Callab
     assert [None if b is None else bytes(b) for b in got] == [b"\x00raw", b"text", b"7", b"true", b'{"k":[1.5]}', None, b"[1,2]"]
 
 
-def test_two_receivers_share_an_address_without_duplicates(spark, amqp_url: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
+def test_two_receivers_share_an_address_without_duplicates(
+    spark, amqp_url: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
     address = unique_name("two")
     n = 2000
     table = address.replace("-", "_")
-    query = _memory_query(_stream(spark, amqp_url, address, tmp_path / "log", receivers="2", credit="100"), table, tmp_path / "ckpt")
+    query = _memory_query(
+        _stream(spark, amqp_url, address, tmp_path / "log", receivers="2", credit="100"), table, tmp_path / "ckpt"
+    )
     try:
         wait_for(lambda: query.lastProgress, 60, "both receivers attached (the first trigger)")
         amqp_clients.send(amqp_url, address, _readings(n))
@@ -140,19 +158,35 @@ def test_two_receivers_share_an_address_without_duplicates(spark, amqp_url: str,
     assert {r.partition for r in rows} == {0, 1}
 
 
-def test_available_now_reads_the_backlog_and_stops(spark, amqp_url: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
+def test_available_now_reads_the_backlog_and_stops(
+    spark, amqp_url: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
     address = unique_name("now")
     amqp_clients.send(amqp_url, address, _readings(300))
     table = address.replace("-", "_")
-    query = _memory_query(_stream(spark, amqp_url, address, tmp_path / "log", maxMessagesPerTrigger="120"), table, tmp_path / "ckpt", availableNow=True)
+    query = _memory_query(
+        _stream(spark, amqp_url, address, tmp_path / "log", maxMessagesPerTrigger="120"),
+        table,
+        tmp_path / "ckpt",
+        availableNow=True,
+    )
     assert query.awaitTermination(120), "an availableNow query must end by itself"
     assert _count(spark, table) == 300
     assert [p["numInputRows"] for p in query.recentProgress if p["numInputRows"]] == [120, 120, 60]
 
 
-def test_wrong_password_fails_the_query_with_a_clear_error(spark, amqp_url: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
-    df = _stream(spark, amqp_url, unique_name("auth"), tmp_path / "log", user="admin", password="not-the-s3cret", startTimeout="5")
-    query = df.writeStream.format("memory").queryName(unique_name("auth").replace("-", "_")).option("checkpointLocation", str(tmp_path / "c")).start()
+def test_wrong_password_fails_the_query_with_a_clear_error(
+    spark, amqp_url: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    df = _stream(
+        spark, amqp_url, unique_name("auth"), tmp_path / "log", user="admin", password="not-the-s3cret", startTimeout="5"
+    )
+    query = (
+        df.writeStream.format("memory")
+        .queryName(unique_name("auth").replace("-", "_"))
+        .option("checkpointLocation", str(tmp_path / "c"))
+        .start()
+    )
     with pytest.raises(Exception, match="could not attach a receiver.*(unauthorized|auth|SASL)"):
         query.awaitTermination(60)
     assert "not-the-s3cret" not in str(query.exception())
@@ -181,7 +215,9 @@ def _pids_holding_files_under(folder: Path) -> set[int]:
     return pids
 
 
-def test_a_killed_receiver_process_is_replaced_and_nothing_is_lost(spark, amqp_url: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
+def test_a_killed_receiver_process_is_replaced_and_nothing_is_lost(
+    spark, amqp_url: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
     import signal
 
     address = unique_name("respawn")
@@ -190,7 +226,9 @@ def test_a_killed_receiver_process_is_replaced_and_nothing_is_lost(spark, amqp_u
     query = _memory_query(_stream(spark, amqp_url, address, tmp_path / "log"), table, tmp_path / "ckpt")
     try:
         wait_for(lambda: _count(spark, table) >= 500, 90, "the first 500")
-        (receiver,) = wait_for(lambda: _pids_holding_files_under(tmp_path / "log"), 10, "the receiver process (it holds the log open)")
+        (receiver,) = wait_for(
+            lambda: _pids_holding_files_under(tmp_path / "log"), 10, "the receiver process (it holds the log open)"
+        )
         os.kill(receiver, signal.SIGKILL)
         amqp_clients.send(amqp_url, address, _readings(500, start=500))
         wait_for(lambda: _count(spark, table) >= 1000, 90, "the next 500 through a new receiver process")

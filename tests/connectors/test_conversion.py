@@ -115,10 +115,23 @@ def test_redelivery_has_the_same_digest_but_other_messages_do_not() -> None:
 
 def test_row_to_message() -> None:
     msg = row_to_message(
-        {"body": "text", "subject": "s", "message_id": "id-1", "content_type": "text/plain", "application_properties": {"k": "v"}},
+        {
+            "body": "text",
+            "subject": "s",
+            "message_id": "id-1",
+            "content_type": "text/plain",
+            "application_properties": {"k": "v"},
+        },
         "max",
     )
-    assert (msg.body, msg.address, msg.subject, msg.id, msg.content_type, msg.properties) == ("text", "max", "s", "id-1", "text/plain", {"k": "v"})
+    assert (msg.body, msg.address, msg.subject, msg.id, msg.content_type, msg.properties) == (
+        "text",
+        "max",
+        "s",
+        "id-1",
+        "text/plain",
+        {"k": "v"},
+    )
     assert msg.durable is True
     assert row_to_message({"body": b"\x01", "address": "per-row"}, "max").address == "per-row"
     assert row_to_message({"body": bytearray(b"\x02")}, "max").body == b"\x02"
@@ -155,7 +168,10 @@ HOSTILE = {
     "string not UTF-8": (_raw_message("h", b"\x00\x53\x77\xa1\x04a\xff\xfeb"), b"a\xff\xfeb"),  # its bytes as sent
     # proton would read this as no body: the row keeps the message's bytes instead
     "descriptors nested 10k": (_raw_message("h", b"\x00" * 10_000), _raw_message("h", b"\x00" * 10_000)),
-    "data cut short": (_raw_message("h", b"\x00\x53\x75\xb0\x00\x00\x00\x10abc"), _raw_message("h", b"\x00\x53\x75\xb0\x00\x00\x00\x10abc")),
+    "data cut short": (
+        _raw_message("h", b"\x00\x53\x75\xb0\x00\x00\x00\x10abc"),
+        _raw_message("h", b"\x00\x53\x75\xb0\x00\x00\x00\x10abc"),
+    ),
 }
 
 
@@ -178,7 +194,11 @@ def test_fields_that_cannot_be_read_are_null_and_creation_time_stays_in_range() 
     assert (row["body"], row["message_id"], row["subject"]) == (b"ok", "x", None)
     times = [Message(body="t", creation_time=s).encode() for s in (-1.0, 4_102_444_800.0, 9e15)]
     got = [r["creation_time"] for r in records_to_arrow([(i, 1, p) for i, p in enumerate(times)], "addr", 0).to_pylist()]
-    assert got == [dt.datetime(1969, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc), dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc), None]
+    assert got == [
+        dt.datetime(1969, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc),
+        dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc),
+        None,
+    ]
     assert message_to_row(decode_message(times[2]), "addr", 0, 0, 1)[8] is None
 
 
@@ -186,7 +206,9 @@ def test_digest_of_an_undecodable_message_ignores_what_a_broker_changes() -> Non
     body = b"\x00\x53\x77" + deep_list(5_000)
     first = _raw_message("r", body)
     header = b"\x00\x53\x70\xc0\x03\x02\x41\x40"  # durable, priority null
-    redelivered = b"\x00\x53\x70\xc0\x07\x05\x41\x40\x40\x40\x52\x03" + b"\x00\x53\x72\xc1\x05\x02\xa3\x01xA" + first  # delivery-count 3, annotations
+    redelivered = (
+        b"\x00\x53\x70\xc0\x07\x05\x41\x40\x40\x40\x52\x03" + b"\x00\x53\x72\xc1\x05\x02\xa3\x01xA" + first
+    )  # delivery-count 3, annotations
     assert bare_message_digest(header + first) == bare_message_digest(redelivered) == bare_message_digest(first)
     assert bare_message_digest(first) != bare_message_digest(_raw_message("s", body))
     assert bare_message_digest(b"not AMQP") != bare_message_digest(b"not AMQP either")

@@ -23,7 +23,9 @@ DEVICES = 10
 
 
 def _messages(start: int, n: int) -> list[Message]:
-    return [Message(body=f"reading {i}", properties={"device_id": f"d{i % DEVICES}"}, durable=True) for i in range(start, start + n)]
+    return [
+        Message(body=f"reading {i}", properties={"device_id": f"d{i % DEVICES}"}, durable=True) for i in range(start, start + n)
+    ]
 
 
 def _driver(amqp_url: str, address: str, state: Path) -> subprocess.Popen:
@@ -45,7 +47,9 @@ def _read(path: Path) -> dict:
         return {}
 
 
-def test_driver_killed_mid_stream_loses_and_repeats_nothing(amqp_url: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
+def test_driver_killed_mid_stream_loses_and_repeats_nothing(
+    amqp_url: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
     address = unique_name("crash")
     first, second = 20_000, 10_000
     assert amqp_clients.send(amqp_url, address, _messages(0, first), timeout=120)["accepted"] == first
@@ -67,7 +71,11 @@ def test_driver_killed_mid_stream_loses_and_repeats_nothing(amqp_url: str, uniqu
 
         def caught_up() -> bool:
             progress = _read(tmp_path / "progress.json")
-            return sum(_read(tmp_path / "counts.json").values()) >= total and bool(progress) and progress["latest"] == progress["end"]
+            return (
+                sum(_read(tmp_path / "counts.json").values()) >= total
+                and bool(progress)
+                and progress["latest"] == progress["end"]
+            )
 
         wait_for(caught_up, 180, f"all {total} messages counted after the restart (log: {tmp_path / 'driver.log'})")
     finally:

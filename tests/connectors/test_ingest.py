@@ -21,10 +21,18 @@ pytestmark = pytest.mark.integration
 def _spec(amqp_url: str, address: str, folder: Path, **kw: object) -> IngestSpec:
     args: dict = {"credit": 50, "max_buffered_messages": 1_000_000, "at_most_once": False, "segment_bytes": 1 << 20}
     args.update(kw)
-    return IngestSpec(connection=ConnectionOptions(parse_endpoints(amqp_url)), address=address, log_folder=folder, link_name=f"test-{address}", **args)
+    return IngestSpec(
+        connection=ConnectionOptions(parse_endpoints(amqp_url)),
+        address=address,
+        log_folder=folder,
+        link_name=f"test-{address}",
+        **args,
+    )
 
 
-def test_back_pressure_holds_credit_until_spark_plans_a_batch(amqp_url: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
+def test_back_pressure_holds_credit_until_spark_plans_a_batch(
+    amqp_url: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
     address = unique_name("bp")
     amqp_clients.send(amqp_url, address, [Message(body=f"{i}") for i in range(400)])
     proc = IngestProcess(_spec(amqp_url, address, tmp_path, credit=10, max_buffered_messages=100))
@@ -103,7 +111,11 @@ def test_broker_killed_and_restarted_mid_stream_loses_and_repeats_nothing(tmp_pa
             broker = ArtemisService(replace(settings), fetch_artemis(settings))
             broker.start()
             broker.wait_ready(90)
-            wait_for(lambda: proc.durable >= n, 60, f"all {n} after the broker came back (at {proc.durable}, deduplicated {proc.status.deduplicated.value}, error {proc.status.error!r})")
+            wait_for(
+                lambda: proc.durable >= n,
+                60,
+                f"all {n} after the broker came back (at {proc.durable}, deduplicated {proc.status.deduplicated.value}, error {proc.status.error!r})",
+            )
             assert not _grows_past(proc, n)
         finally:
             proc.stop()

@@ -12,7 +12,9 @@ BASE = {"url": "amqp://127.0.0.1:5672", "address": "temperature", "logDir": "/tm
 
 
 def test_defaults_and_case_insensitive_keys() -> None:
-    opts = parse_source_options({"URL": "amqp://h:1", "Address": "a, b", "LOGDIR": "/l", "maxmessagespertrigger": "500", "Credit": "50"})
+    opts = parse_source_options(
+        {"URL": "amqp://h:1", "Address": "a, b", "LOGDIR": "/l", "maxmessagespertrigger": "500", "Credit": "50"}
+    )
     assert [e.url for e in opts.connection.endpoints] == ["amqp://h:1"]
     assert opts.addresses == ("a", "b")
     assert (opts.max_messages_per_trigger, opts.credit, opts.receivers, opts.fail_on_data_loss) == (500, 50, 1, True)
@@ -28,7 +30,10 @@ def test_failover_urls_and_credentials_in_url() -> None:
 
 
 def test_unknown_option_lists_the_valid_ones() -> None:
-    with pytest.raises(AmqpOptionError, match=r"unknown option\(s\) for the amqp source: maxoffsetspertrigger\. Valid options: url .*maxMessagesPerTrigger") as err:
+    with pytest.raises(
+        AmqpOptionError,
+        match=r"unknown option\(s\) for the amqp source: maxoffsetspertrigger\. Valid options: url .*maxMessagesPerTrigger",
+    ) as err:
         parse_source_options({**BASE, "maxOffsetsPerTrigger": "5"})
     assert "logDir" in str(err.value)
 

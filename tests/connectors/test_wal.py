@@ -113,7 +113,9 @@ def test_sync_ticket_makes_data_durable_in_order(tmp_path: Path) -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.binary(max_size=300), max_size=60), st.integers(64, 2000), st.data())
-def test_any_payloads_replay_exactly(tmp_path_factory: pytest.TempPathFactory, payloads: list[bytes], seg: int, data: st.DataObject) -> None:
+def test_any_payloads_replay_exactly(
+    tmp_path_factory: pytest.TempPathFactory, payloads: list[bytes], seg: int, data: st.DataObject
+) -> None:
     folder = tmp_path_factory.mktemp("wal")
     _write(folder, payloads, segment_bytes=seg).close()
     start = data.draw(st.integers(0, len(payloads)))

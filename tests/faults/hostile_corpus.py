@@ -244,7 +244,12 @@ def build_corpus(start_ms: int, step_ms: int = 1, device: str = "device-h") -> l
         add(name, contract(r, annotations={symbol(annotation): value}), r.to_json().encode(), "reading", treatment, treatment,
             reading=r)  # fmt: skip
     # --- implausible times ---
-    for name, bad_ts in (("ts-negative", -1000), ("ts-1970", BEFORE_2000_MS), ("ts-2100", FAR_FUTURE_MS), ("ts-long-max", LONG_MAX)):
+    for name, bad_ts in (
+        ("ts-negative", -1000),
+        ("ts-1970", BEFORE_2000_MS),
+        ("ts-2100", FAR_FUTURE_MS),
+        ("ts-long-max", LONG_MAX),
+    ):
         body = json.dumps({"device_id": "device-1", "temperature": 20.5, "ts": bad_ts}).encode()
         add(name, _data(body), body, "malformed", ACCEPTED)
     r = reading(25.0)

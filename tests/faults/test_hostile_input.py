@@ -117,7 +117,9 @@ def test_source_turns_every_hostile_message_into_one_row_and_keeps_going(
     table = address.replace("-", "_")
     goods = [good_message(r, i) for i, r in enumerate(good_readings(len(CORPUS) + 1))]
     log_dir = tmp_path / "log"
-    stream = spark.readStream.format("amqp").option("url", amqp_url).option("address", address).option("logDir", str(log_dir)).load()
+    stream = (
+        spark.readStream.format("amqp").option("url", amqp_url).option("address", address).option("logDir", str(log_dir)).load()
+    )
     query = stream.writeStream.format("memory").queryName(table).option("checkpointLocation", str(tmp_path / "ckpt")).start()
     try:
         (receiver,) = wait_for(lambda: _receiver_pids(log_dir), 60, "the receiver process (it holds the log open)")
@@ -174,7 +176,11 @@ def test_job_counts_hostile_readings_as_malformed_and_windows_only_the_good_ones
         delivered = len(goods) + len(DELIVERED) + 1  # Artemis expires some: the job never sees them
         messages = amqp_clients.receive(amqp_url, sink, len(expected), timeout=180)
         records = consume(kafka_bootstrap, topic, len(expected), timeout=60)
-        wait_for(lambda: alive(query) and sum(o["messages"] for o in observed()) >= delivered, 60, "every message in the observed metrics")
+        wait_for(
+            lambda: alive(query) and sum(o["messages"] for o in observed()) >= delivered,
+            60,
+            "every message in the observed metrics",
+        )
         assert query.isActive and query.exception() is None
         late = amqp_clients.receive(amqp_url, sink, 1, timeout=2)  # no window beyond the expected ones
     finally:
@@ -230,7 +236,9 @@ def released(metrics: str, topic: str) -> float:
 
 
 def expected_rejections(cases: Sequence[Case], converter: str) -> dict[str, float]:
-    reasons = Counter(getattr(c, f"bridge_{converter}").split()[-1] for c in cases if getattr(c, f"bridge_{converter}") != "accepted")
+    reasons = Counter(
+        getattr(c, f"bridge_{converter}").split()[-1] for c in cases if getattr(c, f"bridge_{converter}") != "accepted"
+    )
     return {reason: float(n) for reason, n in reasons.items()}
 
 
@@ -260,7 +268,10 @@ def test_bridge_rejects_each_hostile_message_with_its_condition_and_counts_it(
         if expected == "accepted":
             assert outcome == "accepted", (case.name, condition)
         else:
-            assert outcome == "rejected" and condition is not None and condition.startswith(expected.split()[1] + ":"), (case.name, condition)
+            assert outcome == "rejected" and condition is not None and condition.startswith(expected.split()[1] + ":"), (
+                case.name,
+                condition,
+            )
     metrics = scrape(bridge)
     assert rejections(metrics, topic) == expected_rejections(CORPUS, converter)
     assert released(metrics, topic) == 0.0
@@ -268,7 +279,9 @@ def test_bridge_rejects_each_hostile_message_with_its_condition_and_counts_it(
     accepted = [c for c in CORPUS if getattr(c, f"bridge_{converter}") == "accepted"]
     records = consume_records(kafka_bootstrap, topic, len(goods) + len(accepted), timeout=30)
     by_id = {dict(r.headers())["amqp.message-id"].decode(): r for r in records}
-    assert len(records) == len(goods) + len(accepted) == len(by_id) == end_offset(kafka_bootstrap, topic)  # once each, nothing else
+    assert (
+        len(records) == len(goods) + len(accepted) == len(by_id) == end_offset(kafka_bootstrap, topic)
+    )  # once each, nothing else
     for message in goods:
         assert by_id[message.id].value() == bytes(message.body)
     for case in accepted:
@@ -291,7 +304,9 @@ def test_forwarder_rejects_hostile_messages_at_the_broker_and_forwards_the_rest(
     goods = [good_message(r, i) for i, r in enumerate(good_readings(len(CORPUS) + 1))]
     sent = send_to_artemis(amqp_url, address, interleave(CORPUS, goods))
     assert sent == len(goods) + len(CORPUS) - len(REFUSED)
-    bridge = bridge_factory(mode="forwarder", converter="json", broker_urls=[amqp_url], routes=[Route(address=address, topic=topic)])
+    bridge = bridge_factory(
+        mode="forwarder", converter="json", broker_urls=[amqp_url], routes=[Route(address=address, topic=topic)]
+    )
     accepted = [c for c in DELIVERED if c.bridge_json == "accepted"]
     records = consume_records(kafka_bootstrap, topic, len(goods) + len(accepted), timeout=60)
     want = expected_rejections(DELIVERED, "json")

@@ -135,7 +135,11 @@ STALL_S = 15.0
 
 
 def test_network_stall_of_the_broker(
-    partitionable_broker: tuple[ArtemisService, netns.HostLink], kafka_bootstrap: str, jars: list[str], unique_name, tmp_path: Path
+    partitionable_broker: tuple[ArtemisService, netns.HostLink],
+    kafka_bootstrap: str,
+    jars: list[str],
+    unique_name,
+    tmp_path: Path,
 ) -> None:
     """The broker's link goes silent for 15 s (longer than every client's idle timeout), then comes back."""
     broker, link = partitionable_broker

@@ -69,7 +69,9 @@ def test_implausible_times_infinities_and_invalid_utf8_are_malformed(spark: Spar
     assert [r.ts for r in parse_readings(df).orderBy("ts").collect()] == [utc(ts) for ts in good]
     assert malformed_readings(df).count() == len(bodies) - len(good)
     # The bounds are parameters; without them an old or a future clock is a reading (but still not ts beyond timestamp range).
-    in_range = df.where(~F.col("body").cast("string").contains(str(2**63 - 1)) & ~F.col("body").cast("string").contains(str(-(2**63) + 1)))
+    in_range = df.where(
+        ~F.col("body").cast("string").contains(str(2**63 - 1)) & ~F.col("body").cast("string").contains(str(-(2**63) + 1))
+    )
     unbounded = parse_readings(in_range, not_before_ms=None, max_ahead_ms=None)
     assert [r.ts for r in unbounded.orderBy("ts").collect()] == [utc(ts) for ts in sorted(good + bad_ts[:5])]
 

@@ -69,9 +69,13 @@ def test_resent_readings_are_dropped_across_batches_and_malformed_ones_counted(s
     stream = spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(str(incoming))
     result = windowed_max(parse_readings(stream, body="value", observe_as="input"), window="5 seconds", watermark="10 seconds")
     name = f"dedup_{tmp_path.name.replace('-', '_')}"
-    query = result.writeStream.format("memory").queryName(name).outputMode("append").option(
-        "checkpointLocation", str(checkpoint)
-    ).start()
+    query = (
+        result.writeStream.format("memory")
+        .queryName(name)
+        .outputMode("append")
+        .option("checkpointLocation", str(checkpoint))
+        .start()
+    )
     batches = [
         [("a", 20.0, 1_000), ("b", 21.0, 2_000)],
         [("a", 20.0, 1_000), ("c", 19.0, 3_000), "not json", '{"device_id": "x"}'],  # a resent; two malformed
@@ -80,7 +84,9 @@ def test_resent_readings_are_dropped_across_batches_and_malformed_ones_counted(s
     progress = []
     try:
         for i, rows in enumerate(batches):
-            lines = [r if isinstance(r, str) else json.dumps({"device_id": r[0], "temperature": r[1], "ts": T0 + r[2]}) for r in rows]
+            lines = [
+                r if isinstance(r, str) else json.dumps({"device_id": r[0], "temperature": r[1], "ts": T0 + r[2]}) for r in rows
+            ]
             tmp = tmp_path / f"{i}.tmp"
             tmp.write_text("\n".join(lines) + "\n")
             tmp.rename(incoming / f"{i:03d}.json")

@@ -16,5 +16,7 @@ def parse_json_body(df: DataFrame, ddl: str, column: str = "body", keep: tuple[s
     >>> parse_json_body(df, "device_id STRING, temperature DOUBLE, ts LONG")  # doctest: +SKIP
     """
     text: Column = F.col(column).cast("string")
-    parsed = F.from_json(text, f"{ddl}, _corrupt_body STRING", {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_body"})
+    parsed = F.from_json(
+        text, f"{ddl}, _corrupt_body STRING", {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_body"}
+    )
     return df.select(*keep, parsed.alias("_parsed")).select(*keep, "_parsed.*")
