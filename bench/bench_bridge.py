@@ -1,6 +1,7 @@
 """Benchmark of the AMQP<->Kafka bridge against baselines measured in the same run.
 
-    python -m bench.bench_bridge [--messages 20000] [--size 100] [--linger-ms 0,2,5] [--json FILE]
+    python -m bench.bench_bridge [--messages 20000] [--size 100] [--linger-ms 0,2,5] [--interleave N]
+                                 [--other-bridge-url URL [--other-bridge-pid PID]] [--json FILE]
 
 Uses the running Kafka when ``KAFKA_BOOTSTRAP`` is set (``make up``), else starts a private
 one for the run (``bench.common.services``). Measures, each contestant as its own process:
@@ -12,8 +13,11 @@ one for the run (``bench.common.services``). Measures, each contestant as its ow
 * the added latency (p50/p99, one message in flight) vs the raw loop's;
 * two worker processes (``--workers 2``) vs one, both fed by two sender processes;
 * Kafka -> AMQP through the bridge vs a raw proton send loop (a listener that sends
-  pre-built messages as fast as the same receiver gives credit), and vs a direct consumer;
-* the bridge's peak RSS; with ``--linger-ms``, rate and latency for each producer linger.
+  messages of the shape a bridge sends, annotations included, as fast as the same receiver
+  gives credit; bare bodies too, as ``raw_send_plain``), and vs a direct consumer;
+* the bridge's peak RSS; with ``--linger-ms``, rate and latency for each producer linger;
+* with ``--other-bridge-url`` (and ``--other-bridge-pid``), a bridge this benchmark did not
+  start, on the same Kafka, measured the same way: how the Strimzi AMQP bridge is compared.
 
 ``--json FILE`` writes every figure and ratio, with the baseline beside it (bench.results).
 """
@@ -28,13 +32,14 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from amqp_kafka_bridge.readiness import BridgeNotReady, wait_until_ready
 from confluent_kafka import Consumer, Producer, TopicPartition
-from proton import Message
+from proton import Message, symbol
 from proton.handlers import MessagingHandler
 from proton.reactor import Container
 
@@ -62,11 +67,15 @@ class RawReceiver(MessagingHandler):
 
 
 class RawSource(MessagingHandler):
-    """The outbound baseline: a proton listener that sends ``count`` messages to whoever attaches, as credit allows."""
+    """The outbound baseline: a proton listener that sends ``count`` messages to whoever attaches, as credit allows.
 
-    def __init__(self, url: str, count: int, size: int) -> None:
+    ``bridge_shaped``: each message carries what a bridge adds to a Kafka record (topic,
+    partition and offset annotations), so a receiver decodes as much as it does from a bridge.
+    """
+
+    def __init__(self, url: str, count: int, size: int, bridge_shaped: bool = True) -> None:
         super().__init__()
-        self.url, self.count, self.body = url, count, b"x" * size
+        self.url, self.count, self.body, self.bridge_shaped = url, count, b"x" * size, bridge_shaped
         self.sent = 0
 
     def on_start(self, event: Any) -> None:
@@ -79,8 +88,12 @@ class RawSource(MessagingHandler):
     def on_sendable(self, event: Any) -> None:
         sender = event.sender
         while sender.credit and self.sent < self.count:
-            sender.send(Message(body=self.body, inferred=True))
+            annotations = {TOPIC: sender.source.address, PARTITION: 0, OFFSET: self.sent} if self.bridge_shaped else None
+            sender.send(Message(body=self.body, inferred=True, annotations=annotations))
             self.sent += 1
+
+
+TOPIC, PARTITION, OFFSET = (symbol(f"x-opt-bridge.{name}") for name in ("topic", "partition", "offset"))
 
 
 class Sender(MessagingHandler):
@@ -230,7 +243,18 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def measure_raw(res: Results, count: int, size: int, latency_n: int) -> None:
+@dataclass(frozen=True)
+class Run:
+    """What every measurement of one benchmark run shares."""
+
+    kafka: str
+    count: int  # messages per rate measurement
+    size: int  # body bytes
+    latency_n: int  # messages sent one at a time for the latency figures
+    run_id: str  # makes this run's topics and groups its own
+
+
+def measure_raw(res: Results, run: Run) -> None:
     """The raw proton receive loop: rate, CPU per message and one-in-flight latency, with the benchmark's sender."""
     port = free_port()
     raw = in_own_process(
@@ -240,41 +264,46 @@ def measure_raw(res: Results, count: int, size: int, latency_n: int) -> None:
     try:
         wait_port(port, raw)
         url = f"amqp://127.0.0.1:{port}"
-        send(url, "bench", 100, size)
+        send(url, "bench", 100, run.size)
         cpu0 = cpu_seconds(raw.pid)
-        s = send(url, "bench", count, size)
-        res.figure("raw_receive_cpu_us_per_msg", (cpu_seconds(raw.pid) - cpu0) / count * 1e6, "us/msg")
-        res.figure("raw_receive", count / (s.t1 - s.t0), "msg/s")
-        lat = send(url, "bench", latency_n, size, window=1).latencies
+        s = send(url, "bench", run.count, run.size)
+        res.figure("raw_receive_cpu_us_per_msg", (cpu_seconds(raw.pid) - cpu0) / run.count * 1e6, "us/msg")
+        res.figure("raw_receive", run.count / (s.t1 - s.t0), "msg/s")
+        lat = send(url, "bench", run.latency_n, run.size, window=1).latencies
         res.figure("raw_p50", pct(lat, 0.5) * 1e3, "ms")
         res.figure("raw_p99", pct(lat, 0.99) * 1e3, "ms")
     finally:
         stop(raw)
 
 
-def measure_raw_source(res: Results, count: int, size: int) -> None:
-    """The raw proton send loop, read by the same receiver the bridge's outbound path is read by."""
+def measure_raw_source(res: Results, run: Run, bridge_shaped: bool = True) -> None:
+    """The raw proton send loop, read by the same receiver the bridge's outbound path is read by.
+
+    ``bridge_shaped``: the loop sends what a bridge sends for a Kafka record (its annotations
+    too), so the receiver decodes the same bytes in both (``raw_send``); else a bare body
+    (``raw_send_plain``, the figure before the shapes were matched).
+    """
     port = free_port()
     raw = in_own_process(
         f"from bench.bench_bridge import RawSource; from proton.reactor import Container; "
-        f"Container(RawSource('amqp://127.0.0.1:{port}', {count}, {size})).run()"
+        f"Container(RawSource('amqp://127.0.0.1:{port}', {run.count}, {run.size}, {bridge_shaped})).run()"
     )
     try:
         wait_port(port, raw)
-        r = Receiver(f"amqp://127.0.0.1:{port}", "bench", count)
+        r = Receiver(f"amqp://127.0.0.1:{port}", "bench", run.count)
         Container(r).run()
-        res.figure("raw_send", (count - 1) / (r.t1 - r.first), "msg/s")
+        res.figure("raw_send" if bridge_shaped else "raw_send_plain", (run.count - 1) / (r.t1 - r.first), "msg/s")
     finally:
         stop(raw)
 
 
-def direct_produce(res: Results, kafka: str, topic: str, count: int, size: int) -> None:
-    producer = Producer({"bootstrap.servers": kafka, "enable.idempotence": True, "acks": "all", "linger.ms": 2})
+def direct_produce(res: Results, run: Run, topic: str) -> None:
+    producer = Producer({"bootstrap.servers": run.kafka, "enable.idempotence": True, "acks": "all", "linger.ms": 2})
     producer.produce(topic, b"warm-up")
     producer.flush(30)
-    body = b"x" * size
+    body = b"x" * run.size
     t0 = time.perf_counter()
-    for _ in range(count):
+    for _ in range(run.count):
         while True:
             try:
                 producer.produce(topic, body)
@@ -282,16 +311,16 @@ def direct_produce(res: Results, kafka: str, topic: str, count: int, size: int) 
             except BufferError:
                 producer.poll(0.01)
     producer.flush(60)
-    res.figure("direct_produce", count / (time.perf_counter() - t0), "msg/s")
+    res.figure("direct_produce", run.count / (time.perf_counter() - t0), "msg/s")
 
 
-def direct_produce_latency(res: Results, kafka: str, topic: str, count: int, size: int) -> None:
+def direct_produce_latency(res: Results, run: Run, topic: str) -> None:
     """One record in flight, produce -> acks=all report, linger 0: what Kafka alone adds, the floor under the bridge's latency."""
-    producer = Producer({"bootstrap.servers": kafka, "enable.idempotence": True, "acks": "all", "linger.ms": 0})
+    producer = Producer({"bootstrap.servers": run.kafka, "enable.idempotence": True, "acks": "all", "linger.ms": 0})
     producer.produce(topic, b"warm-up")
     producer.flush(30)
-    body, lat = b"x" * size, []
-    for _ in range(count):
+    body, lat = b"x" * run.size, []
+    for _ in range(run.latency_n):
         t0 = time.perf_counter()
         producer.produce(topic, body)
         producer.flush(10)
@@ -300,68 +329,80 @@ def direct_produce_latency(res: Results, kafka: str, topic: str, count: int, siz
     res.figure("direct_produce_p99", pct(lat, 0.99) * 1e3, "ms")
 
 
-def direct_consume(res: Results, kafka: str, topic: str, count: int, group: str) -> None:
-    consumer = Consumer({"bootstrap.servers": kafka, "group.id": group, "enable.auto.commit": False})
+def direct_consume(res: Results, run: Run, topic: str, group: str) -> None:
+    consumer = Consumer({"bootstrap.servers": run.kafka, "group.id": group, "enable.auto.commit": False})
     consumer.assign([TopicPartition(topic, 0, 1)])  # skip the warm-up record, as the bridge read it too
     got, t0 = 0, time.perf_counter()
-    while got < count - 1:
+    while got < run.count - 1:
         got += sum(1 for m in consumer.consume(1000, 1.0) if m.error() is None)
     res.figure("direct_consume", got / (time.perf_counter() - t0), "msg/s")
     consumer.close()
 
 
-def measure_bridge(
-    res: Results,
-    kafka: str,
-    count: int,
-    size: int,
-    latency_n: int,
-    run_id: str,
-    direct_topic: str,
-    name: str = "bridge",
-    src: Path | None = None,
-) -> None:
+def through_bridge(url: str, run: Run, topic: str, read_back: str, pid: int | None) -> dict[str, float]:
+    """One bridge at ``url``, both directions: ``count`` messages to ``topic``, one-in-flight latency, then
+    ``read_back`` (a ``topic/group.id/group`` address) read to the end; CPU figures when its ``pid`` is known.
+
+    Keys: ``in``, ``in_cpu_us_per_msg``, ``p50``, ``p99``, ``out``, ``out_cpu_us_per_msg``, ``out_join``.
+    """
+    got: dict[str, float] = {}
+    cpu = (lambda: cpu_seconds(pid)) if pid else (lambda: float("nan"))
+    send(url, topic, 100, run.size)  # creates the topic, warms the producer
+    cpu0 = cpu()
+    s = send(url, topic, run.count, run.size)
+    got["in_cpu_us_per_msg"] = (cpu() - cpu0) / run.count * 1e6
+    got["in"] = run.count / (s.t1 - s.t0)
+    lat = send(url, topic, run.latency_n, run.size, window=1).latencies
+    got["p50"], got["p99"] = pct(lat, 0.5) * 1e3, pct(lat, 0.99) * 1e3
+    r = Receiver(url, read_back, run.count)
+    cpu0 = cpu()
+    Container(r).run()
+    got["out_cpu_us_per_msg"] = (cpu() - cpu0) / run.count * 1e6
+    got["out"] = (run.count - 1) / (r.t1 - r.first)
+    got["out_join"] = r.first - r.t0
+    return got
+
+
+FIGURES = {
+    "in": ("msg/s", None),
+    "in_cpu_us_per_msg": ("us/msg", None),
+    "p50": ("ms", None),
+    "p99": ("ms", None),
+    "out": ("msg/s", "steady state, after the group join"),
+    "out_cpu_us_per_msg": ("us/msg", "includes the group join"),
+    "out_join": ("s", "attach to first message (consumer group join)"),
+}
+
+
+def measure_bridge(res: Results, run: Run, direct_topic: str, name: str = "bridge", src: Path | None = None) -> None:
     """AMQP -> Kafka (rate, CPU per message, latency) and Kafka -> AMQP through one bridge process, default settings.
 
     Figures are named ``<name>_in``, ``<name>_p50``, ...; ``src`` as for :func:`start_bridge`.
     """
-    bridge, amqp_port, _ = start_bridge(kafka, src=src)
+    bridge, amqp_port, _ = start_bridge(run.kafka, src=src)
     try:
         url = f"amqp://127.0.0.1:{amqp_port}"
-        topic = f"bench-{name}-{run_id}"
-        send(url, topic, 100, size)  # creates the topic, warms the producer
-        cpu0 = cpu_seconds(bridge.pid)
-        s = send(url, topic, count, size)
-        res.figure(f"{name}_in_cpu_us_per_msg", (cpu_seconds(bridge.pid) - cpu0) / count * 1e6, "us/msg")
-        res.figure(f"{name}_in", count / (s.t1 - s.t0), "msg/s")
-        lat = send(url, topic, latency_n, size, window=1).latencies
-        res.figure(f"{name}_p50", pct(lat, 0.5) * 1e3, "ms")
-        res.figure(f"{name}_p99", pct(lat, 0.99) * 1e3, "ms")
-
-        r = Receiver(url, f"{direct_topic}/group.id/bench-{name}-{run_id}", count)
-        cpu0 = cpu_seconds(bridge.pid)
-        Container(r).run()
-        res.figure(
-            f"{name}_out_cpu_us_per_msg", (cpu_seconds(bridge.pid) - cpu0) / count * 1e6, "us/msg", "includes the group join"
+        got = through_bridge(
+            url, run, f"bench-{name}-{run.run_id}", f"{direct_topic}/group.id/bench-{name}-{run.run_id}", bridge.pid
         )
-        res.figure(f"{name}_out", (count - 1) / (r.t1 - r.first), "msg/s", "steady state, after the group join")
-        res.figure(f"{name}_out_join", r.first - r.t0, "s", "attach to first message (consumer group join)")
+        for key, value in got.items():
+            res.figure(f"{name}_{key}", value, *FIGURES[key])
         res.figure(f"{name}_peak_rss", peak_rss_mb(bridge.pid), "MB")
     finally:
         stop(bridge)
 
 
-def measure_ab(
-    res: Results,
-    kafka: str,
-    count: int,
-    size: int,
-    latency_n: int,
-    run_id: str,
-    compare_src: Path,
-    rounds: int,
-    lingers: list[float] | None = None,
-) -> None:
+def measure_other(res: Results, run: Run, url: str, pid: int | None, direct_topic: str) -> None:
+    """A bridge this benchmark did not start (``--other-bridge-url``, e.g. the Strimzi AMQP bridge), measured as
+    :func:`measure_bridge` measures this one (``other_*``): same sender, receiver, Kafka, topics, addresses."""
+    got = through_bridge(url, run, f"bench-other-{run.run_id}", f"{direct_topic}/group.id/bench-other-{run.run_id}", pid)
+    for key, value in got.items():
+        res.figure(f"other_{key}", value, *FIGURES[key])
+    if pid:
+        res.figure("other_peak_rss", peak_rss_mb(pid), "MB")
+
+
+def measure_ab(res: Results, run: Run, compare_src: Path, rounds: int, lingers: list[float] | None = None) -> None:
     """This bridge and the one in ``compare_src``, interleaved: both directions, CPU per message, latency.
 
     On a machine whose load swings, two bridges measured one after the other are not
@@ -378,68 +419,59 @@ def measure_ab(
     seen: dict[str, dict[str, list[float]]] = {v[0]: {k: [] for k in keys} for v in variants}
     for round_ in range(rounds):
         for variant, src, linger in variants:
-            bridge, amqp_port, _ = start_bridge(kafka, linger_ms=linger, src=src)
-            got = seen[variant]
+            bridge, amqp_port, _ = start_bridge(run.kafka, linger_ms=linger, src=src)
             try:
-                url = f"amqp://127.0.0.1:{amqp_port}"
-                topic = f"bench-ab-{variant}-{run_id}-{round_}"
-                send(url, topic, 100, size)
-                cpu0 = cpu_seconds(bridge.pid)
-                s = send(url, topic, count, size)
-                got["in_cpu_us_per_msg"].append((cpu_seconds(bridge.pid) - cpu0) / count * 1e6)
-                got["in"].append(count / (s.t1 - s.t0))
-                lat = send(url, topic, latency_n, size, window=1).latencies
-                got["p50"].append(pct(lat, 0.5) * 1e3)
-                got["p99"].append(pct(lat, 0.99) * 1e3)
-                r = Receiver(url, f"{topic}/group.id/ab-{round_}", count)
-                cpu0 = cpu_seconds(bridge.pid)
-                Container(r).run()
-                got["out_cpu_us_per_msg"].append((cpu_seconds(bridge.pid) - cpu0) / count * 1e6)
-                got["out"].append((count - 1) / (r.t1 - r.first))
+                topic = f"bench-ab-{variant}-{run.run_id}-{round_}"
+                got = through_bridge(f"amqp://127.0.0.1:{amqp_port}", run, topic, f"{topic}/group.id/ab-{round_}", bridge.pid)
             finally:
                 stop(bridge)
-            print(f"  a/b round {round_ + 1}/{rounds} {variant}: in {got['in'][-1]:,.0f} msg/s, "
-                  f"{got['in_cpu_us_per_msg'][-1]:.0f} us CPU/msg, p50 {got['p50'][-1]:.2f} ms, p99 {got['p99'][-1]:.2f} ms; "
-                  f"out {got['out'][-1]:,.0f} msg/s, {got['out_cpu_us_per_msg'][-1]:.0f} us CPU/msg", flush=True)  # fmt: skip
-    units = {"in": "msg/s", "out": "msg/s", "p50": "ms", "p99": "ms"}
+            for key in keys:
+                seen[variant][key].append(got[key])
+            print(f"  a/b round {round_ + 1}/{rounds} {variant}: in {got['in']:,.0f} msg/s, "
+                  f"{got['in_cpu_us_per_msg']:.0f} us CPU/msg, p50 {got['p50']:.2f} ms, p99 {got['p99']:.2f} ms; "
+                  f"out {got['out']:,.0f} msg/s, {got['out_cpu_us_per_msg']:.0f} us CPU/msg", flush=True)  # fmt: skip
     for variant, values in seen.items():
         for key in keys:
-            res.figure(
-                f"ab_{variant}_{key}",
-                statistics.median(values[key]),
-                units.get(key, "us/msg"),
-                f"median of {rounds}, interleaved",
-            )
+            res.figure(f"ab_{variant}_{key}", statistics.median(values[key]), FIGURES[key][0], f"median of {rounds}, interleaved")
     for other in [v[0] for v in variants if v[0] != "this"]:
         for key in keys:
             better = key in ("in", "out")
             res.ratio(f"ab_{key}_vs_{other}", f"ab_this_{key}", f"ab_{other}_{key}", higher_is_better=better)
 
 
-def measure_interleaved(res: Results, kafka: str, count: int, size: int, latency_n: int, run_id: str, rounds: int) -> None:
+def measure_interleaved(res: Results, run: Run, rounds: int, other: tuple[str, int | None] | None = None) -> None:
     """The bridge against the raw loops, alternated ``rounds`` times (medians): the targets' ratios on a noisy machine.
 
     One raw loop then one bridge measured once each, as ``run`` does, swing by 2x here when
     other work shares the cores; alternating them and taking medians of the ratios of each
-    round's pair gives figures that hold (``ilv_*``).
+    round's pair gives figures that hold (``ilv_*``). ``other`` (url, pid): a bridge this
+    benchmark did not start joins each round (``ilv_other_*``).
     """
-    keys = ("raw_receive", "bridge_in", "raw_p50", "bridge_p50", "raw_send", "bridge_out")
-    seen: dict[str, list[float]] = {k: [] for k in keys}
+    keys = ["raw_receive", "bridge_in", "raw_p50", "bridge_p50", "raw_send", "bridge_out"]
     pairs: dict[str, list[float]] = {"in": [], "p50": [], "out": []}
-    direct_topic = f"bench-ilv-{run_id}"
-    direct_produce(Results("scratch", {}), kafka, direct_topic, count, size)  # what the bridge's outbound reads
+    if other:
+        keys += ["other_in", "other_p50", "other_out"]
+        pairs.update({"other_in": [], "other_p50": [], "other_out": []})
+    seen: dict[str, list[float]] = {k: [] for k in keys}
+    direct_topic = f"bench-ilv-{run.run_id}"
+    direct_produce(Results("scratch", {}), run, direct_topic)  # what the bridges' outbound paths read
     for round_ in range(rounds):
         one = Results("round", {})
-        measure_raw(one, count, size, latency_n)
-        measure_raw_source(one, count, size)
-        measure_bridge(one, kafka, count, size, latency_n, f"{run_id}-{round_}", direct_topic)
+        this_round = replace(run, run_id=f"{run.run_id}-{round_}")
+        measure_raw(one, this_round)
+        measure_raw_source(one, this_round)
+        measure_bridge(one, this_round, direct_topic)
+        if other:
+            measure_other(one, this_round, *other, direct_topic)
         for key in keys:
             seen[key].append(one.value(key))
-        pairs["in"].append(one.value("bridge_in") / one.value("raw_receive"))
-        pairs["p50"].append(one.value("bridge_p50") / one.value("raw_p50"))
-        pairs["out"].append(one.value("bridge_out") / one.value("raw_send"))
-        print(f"  interleaved round {round_ + 1}/{rounds}: in {pairs['in'][-1]:.2f}x raw, p50 {pairs['p50'][-1]:.2f}x raw, "
-              f"out {pairs['out'][-1]:.2f}x raw send", flush=True)  # fmt: skip
+        for side in ("", "other_") if other else ("",):
+            name = side or "bridge_"
+            pairs[f"{side}in"].append(one.value(f"{name}in") / one.value("raw_receive"))
+            pairs[f"{side}p50"].append(one.value(f"{name}p50") / one.value("raw_p50"))
+            pairs[f"{side}out"].append(one.value(f"{name}out") / one.value("raw_send"))
+        line = ", ".join(f"{k} {v[-1]:.2f}x" for k, v in pairs.items())
+        print(f"  interleaved round {round_ + 1}/{rounds} (vs the raw loops): {line}", flush=True)
     for key in keys:
         res.figure(f"ilv_{key}", statistics.median(seen[key]), "ms" if key.endswith("p50") else "msg/s", f"median of {rounds}")
     for key, values in pairs.items():
@@ -448,37 +480,39 @@ def measure_interleaved(res: Results, kafka: str, count: int, size: int, latency
         )
 
 
-def measure_workers(res: Results, kafka: str, count: int, size: int, run_id: str) -> None:
+def measure_workers(res: Results, run: Run) -> None:
     """One worker and two, each fed by two sender processes (so the comparison isolates the workers)."""
     for workers in (1, 2):
-        bridge, amqp_port, _ = start_bridge(kafka, workers=workers)
+        bridge, amqp_port, _ = start_bridge(run.kafka, workers=workers)
         try:
             url = f"amqp://127.0.0.1:{amqp_port}"
-            topic = f"bench-workers{workers}-{run_id}"
-            send(url, topic, 100, size)
+            topic = f"bench-workers{workers}-{run.run_id}"
+            send(url, topic, 100, run.size)
             cpu0 = cpu_seconds(bridge.pid)
-            res.figure(f"bridge_in_2senders_{workers}worker", parallel_send(url, topic, count, size, senders=2), "msg/s")
+            res.figure(f"bridge_in_2senders_{workers}worker", parallel_send(url, topic, run.count, run.size, senders=2), "msg/s")
             res.figure(
-                f"bridge_in_2senders_{workers}worker_cpu_us_per_msg", (cpu_seconds(bridge.pid) - cpu0) / count * 1e6, "us/msg"
+                f"bridge_in_2senders_{workers}worker_cpu_us_per_msg",
+                (cpu_seconds(bridge.pid) - cpu0) / run.count * 1e6,
+                "us/msg",
             )
         finally:
             stop(bridge)
 
 
-def measure_linger(res: Results, kafka: str, count: int, size: int, latency_n: int, run_id: str, lingers: list[float]) -> None:
+def measure_linger(res: Results, run: Run, lingers: list[float]) -> None:
     """Rate, CPU per message and one-in-flight latency for each producer ``linger.ms``: the trade behind the default."""
     for linger in lingers:
-        bridge, amqp_port, _ = start_bridge(kafka, linger_ms=linger)
+        bridge, amqp_port, _ = start_bridge(run.kafka, linger_ms=linger)
         try:
             url = f"amqp://127.0.0.1:{amqp_port}"
-            topic = f"bench-linger-{run_id}"
-            send(url, topic, 100, size)
+            topic = f"bench-linger-{run.run_id}"
+            send(url, topic, 100, run.size)
             cpu0 = cpu_seconds(bridge.pid)
-            s = send(url, topic, count, size)
+            s = send(url, topic, run.count, run.size)
             tag = f"linger{linger:g}ms"
-            res.figure(f"bridge_in_{tag}_cpu_us_per_msg", (cpu_seconds(bridge.pid) - cpu0) / count * 1e6, "us/msg")
-            res.figure(f"bridge_in_{tag}", count / (s.t1 - s.t0), "msg/s")
-            lat = send(url, topic, latency_n, size, window=1).latencies
+            res.figure(f"bridge_in_{tag}_cpu_us_per_msg", (cpu_seconds(bridge.pid) - cpu0) / run.count * 1e6, "us/msg")
+            res.figure(f"bridge_in_{tag}", run.count / (s.t1 - s.t0), "msg/s")
+            lat = send(url, topic, run.latency_n, run.size, window=1).latencies
             res.figure(f"bridge_p50_{tag}", pct(lat, 0.5) * 1e3, "ms")
             res.figure(f"bridge_p99_{tag}", pct(lat, 0.99) * 1e3, "ms")
             res.ratio(f"bridge_in_{tag}_vs_raw_receive", f"bridge_in_{tag}", "raw_receive")
@@ -487,43 +521,52 @@ def measure_linger(res: Results, kafka: str, count: int, size: int, latency_n: i
             stop(bridge)
 
 
-def run(
-    res: Results,
-    count: int,
-    size: int,
-    kafka: str,
-    lingers: list[float],
-    compare_src: Path | None = None,
-    rounds: int = 3,
-    ab_only: bool = False,
-    interleave: int = 0,
-) -> None:
-    run_id = uuid.uuid4().hex[:6]
-    latency_n = min(500, count)
-    if compare_src is not None:
-        measure_ab(res, kafka, count, size, min(300, count), run_id, compare_src, rounds, lingers if ab_only else None)
-        if ab_only:
+@dataclass(frozen=True)
+class Plan:
+    """Which measurements a run makes (the command line's choices)."""
+
+    lingers: list[float] = field(default_factory=list)
+    compare_src: Path | None = None
+    rounds: int = 3
+    ab_only: bool = False
+    interleave: int = 0
+    other: tuple[str, int | None] | None = None  # (url, pid) of a bridge this benchmark did not start
+
+
+def measure(res: Results, run: Run, plan: Plan) -> None:
+    if plan.compare_src is not None:
+        ab_run = replace(run, latency_n=min(300, run.count))
+        measure_ab(res, ab_run, plan.compare_src, plan.rounds, plan.lingers if plan.ab_only else None)
+        if plan.ab_only:
             return
-    if interleave:
-        measure_interleaved(res, kafka, count, size, latency_n, run_id, interleave)
+    if plan.interleave:
+        measure_interleaved(res, run, plan.interleave, plan.other)
         return
-    direct_topic = f"bench-direct-{run_id}"
-    measure_raw(res, count, size, latency_n)
-    measure_raw_source(res, count, size)
-    direct_produce(res, kafka, direct_topic, count, size)
-    direct_produce_latency(res, kafka, f"bench-latency-{run_id}", latency_n, size)
-    measure_bridge(res, kafka, count, size, latency_n, run_id, direct_topic)
-    if compare_src is not None:
-        measure_bridge(res, kafka, count, size, latency_n, run_id, direct_topic, name="compared", src=compare_src)
+    direct_topic = f"bench-direct-{run.run_id}"
+    measure_raw(res, run)
+    measure_raw_source(res, run)
+    measure_raw_source(res, run, bridge_shaped=False)
+    direct_produce(res, run, direct_topic)
+    direct_produce_latency(res, run, f"bench-latency-{run.run_id}")
+    measure_bridge(res, run, direct_topic)
+    if plan.other:
+        measure_other(res, run, *plan.other, direct_topic)
+        for fig, better in (("in", True), ("p50", False), ("p99", False), ("out", True)):
+            res.ratio(f"bridge_{fig}_vs_other", f"bridge_{fig}", f"other_{fig}", higher_is_better=better)
+        res.ratio("other_in_vs_raw_receive", "other_in", "raw_receive")
+        res.ratio("other_p50_vs_raw_p50", "other_p50", "raw_p50", higher_is_better=False)
+        res.ratio("other_out_vs_raw_send", "other_out", "raw_send")
+    if plan.compare_src is not None:
+        measure_bridge(res, run, direct_topic, name="compared", src=plan.compare_src)
         for fig, better in (("in", True), ("in_cpu_us_per_msg", False), ("p50", False), ("p99", False), ("out", True)):
             res.ratio(f"bridge_{fig}_vs_compared", f"bridge_{fig}", f"compared_{fig}", higher_is_better=better)
         res.ratio("compared_in_vs_raw_receive", "compared_in", "raw_receive")
         res.ratio("compared_p50_vs_raw_p50", "compared_p50", "raw_p50", higher_is_better=False)
         res.ratio("compared_out_vs_raw_send", "compared_out", "raw_send")
-    measure_workers(res, kafka, count, size, run_id)
-    direct_consume(res, kafka, direct_topic, count, f"bench-direct-{run_id}")
-    if lingers:
-        measure_linger(res, kafka, count, size, latency_n, run_id, lingers)
+    measure_workers(res, run)
+    direct_consume(res, run, direct_topic, f"bench-direct-{run.run_id}")
+    if plan.lingers:
+        measure_linger(res, run, plan.lingers)
     # The issue's "done when" targets, each against its baseline from this run.
     res.ratio("bridge_in_vs_raw_receive", "bridge_in", "raw_receive", target=1.0)
     res.ratio("bridge_in_vs_direct_produce", "bridge_in", "direct_produce")
@@ -535,6 +578,7 @@ def run(
     res.ratio("bridge_p50_vs_direct_produce_p50", "bridge_p50", "direct_produce_p50", higher_is_better=False)
     res.ratio("workers2_vs_workers1", "bridge_in_2senders_2worker", "bridge_in_2senders_1worker", target=1.6)
     res.ratio("bridge_out_vs_raw_send", "bridge_out", "raw_send", target=1.0)
+    res.ratio("bridge_out_vs_raw_send_plain", "bridge_out", "raw_send_plain")
     res.ratio("bridge_out_vs_direct_consume", "bridge_out", "direct_consume")
 
 
@@ -548,12 +592,19 @@ def report(res: Results) -> str:
         for v in sorted({k[3:].rsplit("_in", 1)[0] for k in f if k.startswith("ab_") and k.endswith("_in")})
     ]
     if "ilv_in_ratio" in f:
-        return "\n".join([
+        lines = [
             f"bridge vs raw loops, interleaved, median of {res.params.get('interleave')} rounds:",
             f"  AMQP->Kafka {f['ilv_bridge_in']:,.0f} vs raw receive {f['ilv_raw_receive']:,.0f} msg/s: {f['ilv_in_ratio']:.2f}x (aim >= 1.0x)",
             f"  latency p50 {f['ilv_bridge_p50']:.2f} vs raw {f['ilv_raw_p50']:.2f} ms: {f['ilv_p50_ratio']:.2f}x (aim <= 1.5x)",
             f"  Kafka->AMQP {f['ilv_bridge_out']:,.0f} vs raw send {f['ilv_raw_send']:,.0f} msg/s: {f['ilv_out_ratio']:.2f}x (aim >= 1.0x)",
-        ])  # fmt: skip
+        ]  # fmt: skip
+        if "ilv_other_in_ratio" in f:
+            lines.append(
+                f"  other bridge ({res.params.get('other_url')}): AMQP->Kafka {f['ilv_other_in']:,.0f} msg/s {f['ilv_other_in_ratio']:.2f}x,"
+                f" p50 {f['ilv_other_p50']:.2f} ms {f['ilv_other_p50_ratio']:.2f}x, Kafka->AMQP {f['ilv_other_out']:,.0f} msg/s"
+                f" {f['ilv_other_out_ratio']:.2f}x of the raw loops"
+            )
+        return "\n".join(lines)
     if "raw_receive" not in f:
         return "\n".join(["bridge a/b benchmark", *ab])
     lines = [
@@ -564,7 +615,7 @@ def report(res: Results) -> str:
         f"  confluent-kafka direct produce {f['direct_produce']:>10,.0f} msg/s   bridge is {r['bridge_in_vs_direct_produce']:.2f}x of it",
         f"  2 senders: 1 worker            {f['bridge_in_2senders_1worker']:>10,.0f} msg/s",
         f"  2 senders: 2 workers           {f['bridge_in_2senders_2worker']:>10,.0f} msg/s   {r['workers2_vs_workers1']:.2f}x of one worker (aim >= 1.6x with 2 free cores)",
-        f"  raw proton send loop           {f['raw_send']:>10,.0f} msg/s",
+        f"  raw proton send loop           {f['raw_send']:>10,.0f} msg/s   (bare bodies: {f['raw_send_plain']:,.0f} msg/s)",
         f"  Kafka->AMQP through bridge     {f['bridge_out']:>10,.0f} msg/s   {r['bridge_out_vs_raw_send']:.2f}x of raw send loop (aim >= 1.0x); {f['bridge_out_join']:.2f} s to join the group",
         f"  confluent-kafka direct consume {f['direct_consume']:>10,.0f} msg/s   bridge is {r['bridge_out_vs_direct_consume']:.2f}x of it",
         f"  latency, one in flight: raw p50 {f['raw_p50']:.2f} ms p99 {f['raw_p99']:.2f} ms; bridge p50 {f['bridge_p50']:.2f} ms p99 {f['bridge_p99']:.2f} ms"
@@ -582,6 +633,15 @@ def report(res: Results) -> str:
         lines.append(
             f"  this bridge vs compared: in x{r['bridge_in_vs_compared']:.2f}, CPU/msg x{r['bridge_in_cpu_us_per_msg_vs_compared']:.2f},"
             f" p50 x{r['bridge_p50_vs_compared']:.2f}, out x{r['bridge_out_vs_compared']:.2f}"
+        )
+    if "other_in" in f:
+        lines.append(
+            f"  other bridge ({res.params['other_url']}): in {f['other_in']:,.0f} msg/s ({r['other_in_vs_raw_receive']:.2f}x raw),"
+            f" {f['other_in_cpu_us_per_msg']:.0f} us CPU/msg, p50 {f['other_p50']:.2f} ms ({r['other_p50_vs_raw_p50']:.2f}x raw),"
+            f" out {f['other_out']:,.0f} msg/s ({r['other_out_vs_raw_send']:.2f}x raw send), {f['other_out_join']:.2f} s to join"
+        )
+        lines.append(
+            f"  this bridge vs other: in x{r['bridge_in_vs_other']:.2f}, p50 x{r['bridge_p50_vs_other']:.2f}, out x{r['bridge_out_vs_other']:.2f}"
         )
     for name in [k for k in f if k.startswith("bridge_in_linger") and k.endswith("ms")]:
         tag = name.removeprefix("bridge_in_")
@@ -617,47 +677,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--interleave", type=int, default=0, help="only the bridge against the raw loops, alternated this many rounds (medians)"
     )
+    parser.add_argument(
+        "--other-bridge-url",
+        help="also measure a bridge already running at this AMQP URL (e.g. the Strimzi AMQP bridge on the same Kafka)",
+    )
+    parser.add_argument("--other-bridge-pid", type=int, help="its process id, for CPU per message and peak RSS")
     add_json_argument(parser)
     args = parser.parse_args(argv)
-    lingers = [float(v) for v in args.linger_ms.split(",") if v.strip()]
+    plan = Plan(
+        lingers=[float(v) for v in args.linger_ms.split(",") if v.strip()],
+        compare_src=args.compare_src,
+        rounds=args.rounds,
+        ab_only=args.ab_only,
+        interleave=args.interleave,
+        other=(args.other_bridge_url, args.other_bridge_pid) if args.other_bridge_url else None,
+    )
     res = Results(
         "bench_bridge",
         {
             "messages": args.messages,
             "size": args.size,
-            "linger_ms": lingers,
+            "linger_ms": plan.lingers,
             "compare_src": str(args.compare_src or ""),
             "rounds": args.rounds,
             "interleave": args.interleave,
+            "other_url": args.other_bridge_url or "",
         },
     )
+    run_id, latency_n = uuid.uuid4().hex[:6], min(500, args.messages)
     if args.kafka_bootstrap:
-        run(
-            res,
-            args.messages,
-            args.size,
-            args.kafka_bootstrap,
-            lingers,
-            args.compare_src,
-            args.rounds,
-            args.ab_only,
-            args.interleave,
-        )
+        measure(res, Run(args.kafka_bootstrap, args.messages, args.size, latency_n, run_id), plan)
     else:
         from bench.common import services
 
         with services() as (_amqp_url, kafka_bootstrap):
-            run(
-                res,
-                args.messages,
-                args.size,
-                kafka_bootstrap,
-                lingers,
-                args.compare_src,
-                args.rounds,
-                args.ab_only,
-                args.interleave,
-            )
+            measure(res, Run(kafka_bootstrap, args.messages, args.size, latency_n, run_id), plan)
     print(report(res))
     res.write(args.json)
     return 0

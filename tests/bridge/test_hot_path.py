@@ -61,6 +61,16 @@ def test_proton_internals_the_hot_path_hooks_into():
         assert hasattr(hot_path.lib, name), f"proton's cffi module lost {name}"
 
 
+def test_proton_internals_write_out_relies_on():
+    import proton._handlers
+    import proton._reactor
+    from proton._handlers import IOHandler
+
+    assert list(inspect.signature(IOHandler.update).parameters) == ["transport", "selectable", "now"]
+    for module in (proton._reactor, proton._handlers):  # accepted and connected sockets
+        assert "t._selectable = s" in inspect.getsource(module), f"{module.__name__} no longer sets transport._selectable"
+
+
 def test_raw_link_is_the_wrappers_pointer_and_hashes_by_address():
     from proton import Connection
 
@@ -252,6 +262,8 @@ def test_every_transfer_and_outcome_of_bridged_links_takes_the_hot_path(start_br
     result = send(bridge.url, topic, messages)
     assert result.outcomes == ["accepted"] * 50
     assert bridge.hot.served - before >= 50  # one delivery event per transfer, none through proton's dispatch
+    written = bridge.core.written_early
+    assert written > 0  # the outcomes went out as the reports came back, not on the reactor's next pass
     records = consume(kafka_bootstrap, topic, 50)
     assert [r.value() for r in records[:40]] == [f"m{i}".encode() for i in range(40)]
     assert [json.loads(r.value()) for r in records[40:]] == [{"n": i} for i in range(10)]
@@ -264,6 +276,7 @@ def test_every_transfer_and_outcome_of_bridged_links_takes_the_hot_path(start_br
     assert [bytes(m.body) for m in got.messages] == [f"r{i}".encode() for i in range(30)]
     assert got.messages[29].annotations["x-opt-bridge.offset"] == 29
     assert bridge.hot.served - before >= 30  # the peer's outcomes (and its credit) came through the hot path
+    assert bridge.core.written_early > written  # and the messages were written as the consumer brought them
     metrics = _text(bridge.metrics.render())
     assert f'bridge_amqp_to_kafka_messages_total{{topic="{topic}"}} 50.0' in metrics
     assert "bridge_amqp_to_kafka_latency_seconds_count 50.0" in metrics

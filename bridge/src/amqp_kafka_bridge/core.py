@@ -24,7 +24,7 @@ from proton.reactor import EventInjector
 from amqp_kafka_bridge.context import LinkContext
 from amqp_kafka_bridge.converters import converter_for
 from amqp_kafka_bridge.errors import INTERNAL_ERROR, AmqpConditionError
-from amqp_kafka_bridge.hot_path import HotRoutes, Wakeups
+from amqp_kafka_bridge.hot_path import HotRoutes, Wakeups, write_out
 from amqp_kafka_bridge.kafka_io import ProducerPump, Signal, SourceSpec, TopicAdmin
 from amqp_kafka_bridge.links import BridgedLink, InboundLink, OutboundLink
 from amqp_kafka_bridge.metrics import BridgeMetrics
@@ -54,6 +54,7 @@ class BridgeCore:
         self._checks: list[tuple[BridgedLink, Future[None]]] = []
         self._closing: list[BridgedLink] = []  # forgotten, but still waiting for a dead-letter ack to close their consumer
         self._draining = False
+        self.written_early = 0  # bytes the Kafka wake-ups wrote to sockets themselves (hot_path.write_out)
 
     def start(self) -> None:
         """Start the producer's report thread (before the reactor runs)."""
@@ -138,6 +139,7 @@ class BridgeCore:
             acked.add(ack.token.link)
         for bridged in acked:
             bridged.flush_credit()  # one flow per link per batch of reports
+        self.written_early += write_out(b.link for b in acked if not b.closed)  # the outcomes leave now
         self.metrics.in_flight.set(self.waiting_for_kafka())
         if self._closing:
             self._closing = [b for b in self._closing if not b.finished]
@@ -156,9 +158,10 @@ class BridgeCore:
     def on_kafka_records(self) -> None:
         """Consumers brought records: let every sender link send what its peer has credit for."""
         self.records_signal.clear()
-        for bridged in list(self._links.values()):
-            if isinstance(bridged, OutboundLink):
-                bridged.send_available()
+        outbound = [b for b in self._links.values() if isinstance(b, OutboundLink)]
+        for bridged in outbound:
+            bridged.send_available()
+        self.written_early += write_out(b.link for b in outbound if not b.closed)  # the messages leave now
 
     def drain(self) -> None:
         """Stop taking new work: no new credit to AMQP senders, nothing new sent to AMQP receivers.
