@@ -1,0 +1,62 @@
+"""The bridge benchmark in miniature: its measurements run, its JSON holds what the README quotes, and its
+baselines are fair (``make bench`` is not in CI, so this keeps the benchmark from rotting unseen)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import bench_bridge
+from tests.bridge.clients import receive
+from tests.bridge.helpers import produce
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def other_bridge(kafka_bootstrap: str):
+    """A second bridge the benchmark does not start, as the Strimzi bridge is in a side-by-side run."""
+    proc, amqp_port, _ = bench_bridge.start_bridge(kafka_bootstrap)
+    yield f"amqp://127.0.0.1:{amqp_port}", proc.pid
+    bench_bridge.stop(proc)
+
+
+def test_interleaved_run_with_another_bridge_writes_every_figure_and_ratio(kafka_bootstrap, other_bridge, tmp_path: Path):
+    url, pid = other_bridge
+    out = tmp_path / "bench.json"
+    argv = ["--messages", "300", "--interleave", "1", "--kafka-bootstrap", kafka_bootstrap, "--json", str(out)]
+    assert bench_bridge.main([*argv, "--other-bridge-url", url, "--other-bridge-pid", str(pid)]) == 0
+    figures = json.loads(out.read_text())["figures"]
+    for side in ("bridge", "other"):
+        assert figures[f"ilv_{side}_in"]["value"] > 0 and figures[f"ilv_{side}_out"]["value"] > 0
+        assert 0 < figures[f"ilv_{side}_p50"]["value"] < 1000  # ms, one message in flight
+    for ratio in ("in", "p50", "out", "other_in", "other_p50", "other_out"):
+        assert figures[f"ilv_{ratio}_ratio"]["value"] > 0
+    # one round: the ratio is exactly this round's bridge figure over the raw loop's
+    ilv = {k: v["value"] for k, v in figures.items()}
+    assert ilv["ilv_in_ratio"] == pytest.approx(ilv["ilv_bridge_in"] / ilv["ilv_raw_receive"])
+    assert ilv["ilv_other_out_ratio"] == pytest.approx(ilv["ilv_other_out"] / ilv["ilv_raw_send"])
+
+
+def test_the_raw_send_loop_sends_what_a_bridge_sends(kafka_bootstrap, start_bridge, unique_name):
+    """The Kafka -> AMQP baseline decodes as much as the bridge's output: same sections, same annotation keys."""
+    bridge = start_bridge()
+    topic = unique_name("shape")
+    produce(kafka_bootstrap, topic, [{"value": b"x" * 100}])
+    from_bridge = receive(bridge.url, f"{topic}/group.id/g", 1).messages[0]
+
+    port = bench_bridge.free_port()
+    source = bench_bridge.in_own_process(  # as the benchmark runs it
+        f"from bench.bench_bridge import RawSource; from proton.reactor import Container; "
+        f"Container(RawSource('amqp://127.0.0.1:{port}', 1, 100)).run()"
+    )
+    try:
+        bench_bridge.wait_port(port, source)
+        from_raw = receive(f"amqp://127.0.0.1:{port}", topic, 1).messages[0]
+    finally:
+        bench_bridge.stop(source)
+    assert set(from_raw.annotations) == set(from_bridge.annotations)
+    assert bytes(from_raw.body) == bytes(from_bridge.body)
+    assert from_raw.inferred == from_bridge.inferred  # both data sections
