@@ -25,6 +25,7 @@ one for the run (``bench.common.services``). Measures, each contestant as its ow
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import statistics
@@ -43,7 +44,7 @@ from proton import Message, symbol
 from proton.handlers import MessagingHandler
 from proton.reactor import Container
 
-from bench.common import cpu_seconds
+from bench.common import cpu_capped, cpu_seconds, process_tree
 from bench.results import Results, add_json_argument
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -489,23 +490,37 @@ def measure_interleaved(res: Results, run: Run, rounds: int, other: tuple[str, i
         )
 
 
-def measure_workers(res: Results, run: Run) -> None:
-    """One worker and two, each fed by two sender processes (so the comparison isolates the workers)."""
+def measure_workers(res: Results, run: Run, cpu_cap: float | None = None, senders: int = 4) -> None:
+    """One worker and two under the same ``senders`` sender processes (so the comparison isolates the workers).
+
+    Each sender is one connection, and the kernel spreads connections over the workers by
+    ``SO_REUSEPORT``'s hash: with two connections both land on one worker half the time, so
+    four are used, and the busiest worker's share of the bridge's CPU is recorded (0.5: an
+    even split). ``cpu_cap``: each worker is held to that fraction of a core
+    (:func:`bench.common.cpu_capped`), so the workers are the limit even where the senders
+    and Kafka fill the cores: the scaling a machine with a free core per worker would show.
+    """
+    tag = f"_cap{cpu_cap:g}" if cpu_cap else ""
+    name = f"bridge_in_{senders}senders"
     for workers in (1, 2):
         bridge, amqp_port, _ = start_bridge(run.kafka, workers=workers)
         try:
             url = f"amqp://127.0.0.1:{amqp_port}"
-            topic = f"bench-workers{workers}-{run.run_id}"
+            topic = f"bench-workers{workers}{tag}-{run.run_id}"
             send(url, topic, 100, run.size)
-            cpu0 = cpu_seconds(bridge.pid)
-            res.figure(f"bridge_in_2senders_{workers}worker", parallel_send(url, topic, run.count, run.size, senders=2), "msg/s")
-            res.figure(
-                f"bridge_in_2senders_{workers}worker_cpu_us_per_msg",
-                (cpu_seconds(bridge.pid) - cpu0) / run.count * 1e6,
-                "us/msg",
-            )
+            pids = [p for p in process_tree(bridge.pid) if p != bridge.pid] if workers > 1 else [bridge.pid]
+            with cpu_capped(pids, cpu_cap) if cpu_cap else contextlib.nullcontext():
+                cpu0 = {pid: cpu_seconds(pid) for pid in pids}
+                rate = parallel_send(url, topic, run.count, run.size, senders)
+                used = {pid: cpu_seconds(pid) - cpu0[pid] for pid in pids}
         finally:
             stop(bridge)
+        res.figure(f"{name}_{workers}worker{tag}", rate, "msg/s", f"each worker capped at {cpu_cap:g} core" if cpu_cap else None)
+        res.figure(f"{name}_{workers}worker{tag}_cpu_us_per_msg", sum(used.values()) / run.count * 1e6, "us/msg")
+        if workers > 1:
+            share = max(used.values()) / max(sum(used.values()), 1e-9)
+            res.figure(f"{name}_{workers}worker{tag}_busiest_share", share, "fraction", "0.5: connections split evenly")
+    res.ratio(f"workers2_vs_workers1{tag}", f"{name}_2worker{tag}", f"{name}_1worker{tag}", target=1.6)
 
 
 def measure_linger(res: Results, run: Run, lingers: list[float]) -> None:
@@ -540,9 +555,16 @@ class Plan:
     ab_only: bool = False
     interleave: int = 0
     other: tuple[str, int | None] | None = None  # (url, pid) of a bridge this benchmark did not start
+    workers_cpu_cap: float | None = None  # also 1 vs 2 workers with each worker held to this fraction of a core
+    workers_only: bool = False
 
 
 def measure(res: Results, run: Run, plan: Plan) -> None:
+    if plan.workers_only:
+        measure_workers(res, run)
+        if plan.workers_cpu_cap:
+            measure_workers(res, run, plan.workers_cpu_cap)
+        return
     if plan.compare_src is not None:
         ab_run = replace(run, latency_n=min(300, run.count))
         measure_ab(res, ab_run, plan.compare_src, plan.rounds, plan.lingers if plan.ab_only else None)
@@ -573,6 +595,8 @@ def measure(res: Results, run: Run, plan: Plan) -> None:
         res.ratio("compared_p50_vs_raw_p50", "compared_p50", "raw_p50", higher_is_better=False)
         res.ratio("compared_out_vs_raw_send", "compared_out", "raw_send")
     measure_workers(res, run)
+    if plan.workers_cpu_cap:
+        measure_workers(res, run, plan.workers_cpu_cap)
     direct_consume(res, run, direct_topic, f"bench-direct-{run.run_id}")
     if plan.lingers:
         measure_linger(res, run, plan.lingers)
@@ -585,7 +609,6 @@ def measure(res: Results, run: Run, plan: Plan) -> None:
     res.ratio("bridge_p50_vs_raw_p50", "bridge_p50", "raw_p50", target=1.5, higher_is_better=False)
     res.ratio("bridge_p99_vs_raw_p99", "bridge_p99", "raw_p99", higher_is_better=False)
     res.ratio("bridge_p50_vs_direct_produce_p50", "bridge_p50", "direct_produce_p50", higher_is_better=False)
-    res.ratio("workers2_vs_workers1", "bridge_in_2senders_2worker", "bridge_in_2senders_1worker", target=1.6)
     res.ratio("bridge_out_vs_raw_send", "bridge_out", "raw_send", target=1.0)
     res.ratio("bridge_out_vs_raw_send_plain", "bridge_out", "raw_send_plain")
     res.ratio("bridge_out_vs_direct_consume", "bridge_out", "direct_consume")
@@ -614,16 +637,21 @@ def report(res: Results) -> str:
                 f" {f['ilv_other_out_ratio']:.2f}x of the raw loops"
             )
         return "\n".join(lines)
+    workers = [
+        f"  4 senders, {tag or 'uncapped'}: 1 worker {f[f'bridge_in_4senders_1worker{tag}']:,.0f} msg/s, 2 workers"
+        f" {f[f'bridge_in_4senders_2worker{tag}']:,.0f} msg/s = {r[f'workers2_vs_workers1{tag}']:.2f}x (aim >= 1.6x with a core"
+        f" per worker); busiest worker {f[f'bridge_in_4senders_2worker{tag}_busiest_share']:.0%} of the bridge's CPU"
+        for tag in sorted({k.removeprefix("workers2_vs_workers1") for k in r if k.startswith("workers2_vs_workers1")})
+    ]
     if "raw_receive" not in f:
-        return "\n".join(["bridge a/b benchmark", *ab])
+        return "\n".join(["bridge benchmark", *ab, *workers])
     lines = [
         *ab,
         f"bridge benchmark: {res.params['messages']} messages of {res.params['size']} bytes, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
         f"  raw proton receive loop        {f['raw_receive']:>10,.0f} msg/s   {f['raw_receive_cpu_us_per_msg']:6.0f} us CPU/msg",
         f"  AMQP->Kafka through bridge     {f['bridge_in']:>10,.0f} msg/s   {f['bridge_in_cpu_us_per_msg']:6.0f} us CPU/msg   {r['bridge_in_vs_raw_receive']:.2f}x of raw loop (aim >= 1.0x)",
         f"  confluent-kafka direct produce {f['direct_produce']:>10,.0f} msg/s   bridge is {r['bridge_in_vs_direct_produce']:.2f}x of it",
-        f"  2 senders: 1 worker            {f['bridge_in_2senders_1worker']:>10,.0f} msg/s",
-        f"  2 senders: 2 workers           {f['bridge_in_2senders_2worker']:>10,.0f} msg/s   {r['workers2_vs_workers1']:.2f}x of one worker (aim >= 1.6x with 2 free cores)",
+        *workers,
         f"  raw proton send loop           {f['raw_send']:>10,.0f} msg/s   (bare bodies: {f['raw_send_plain']:,.0f} msg/s)",
         f"  Kafka->AMQP through bridge     {f['bridge_out']:>10,.0f} msg/s   {r['bridge_out_vs_raw_send']:.2f}x of raw send loop (aim >= 1.0x); {f['bridge_out_join']:.2f} s to join the group",
         f"  confluent-kafka direct consume {f['direct_consume']:>10,.0f} msg/s   bridge is {r['bridge_out_vs_direct_consume']:.2f}x of it",
@@ -691,6 +719,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure a bridge already running at this AMQP URL (e.g. the Strimzi AMQP bridge on the same Kafka)",
     )
     parser.add_argument("--other-bridge-pid", type=int, help="its process id, for CPU per message and peak RSS")
+    parser.add_argument(
+        "--workers-cpu-cap",
+        type=float,
+        help="also compare 1 and 2 workers with each worker held to this fraction of a core (a cgroup; needs root)",
+    )
+    parser.add_argument("--workers-only", action="store_true", help="only the 1 vs 2 workers comparison")
     add_json_argument(parser)
     args = parser.parse_args(argv)
     plan = Plan(
@@ -700,6 +734,8 @@ def main(argv: list[str] | None = None) -> int:
         ab_only=args.ab_only,
         interleave=args.interleave,
         other=(args.other_bridge_url, args.other_bridge_pid) if args.other_bridge_url else None,
+        workers_cpu_cap=args.workers_cpu_cap,
+        workers_only=args.workers_only,
     )
     res = Results(
         "bench_bridge",
@@ -711,6 +747,7 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": args.rounds,
             "interleave": args.interleave,
             "other_url": args.other_bridge_url or "",
+            "workers_cpu_cap": args.workers_cpu_cap,
         },
     )
     run_id, latency_n = uuid.uuid4().hex[:6], min(500, args.messages)

@@ -6,6 +6,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from proton import Message
@@ -20,7 +21,6 @@ def services() -> Iterator[tuple[str, str]]:
         yield os.environ["AMQP_URL"], os.environ["KAFKA_BOOTSTRAP"]
         return
     import tempfile
-    from pathlib import Path
 
     from services import LocalServices, ServiceSettings
 
@@ -138,3 +138,39 @@ def cpu_seconds(pid: int) -> float:
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / ticks
+
+
+@contextlib.contextmanager
+def cpu_capped(pids: list[int], fraction: float, name: str = "bench") -> Iterator[None]:
+    """Hold each of ``pids`` to ``fraction`` of one core, each in a CPU cgroup of its own, while the block runs.
+
+    For scaling measurements on a machine with fewer free cores than processes: capped
+    processes are the limit, not whatever else shares the cores. Uses the cgroup v2 ``cpu``
+    controller where /sys/fs/cgroup has one, else v1's ``cpu`` hierarchy; needs root.
+    """
+    v2 = Path("/sys/fs/cgroup")
+    if "cpu" in (v2 / "cgroup.controllers").read_text().split() if (v2 / "cgroup.controllers").exists() else False:
+        root, limit = v2, lambda group: (group / "cpu.max").write_text(f"{int(fraction * 100_000)} 100000")
+    elif (v2 / "cpu" / "cpu.cfs_quota_us").exists():
+        root = v2 / "cpu"
+
+        def limit(group: Path) -> None:
+            (group / "cpu.cfs_period_us").write_text("100000")
+            (group / "cpu.cfs_quota_us").write_text(str(int(fraction * 100_000)))
+    else:
+        raise RuntimeError("no cgroup cpu controller under /sys/fs/cgroup: cannot cap CPU here")
+    groups = []
+    try:
+        for i, pid in enumerate(pids):
+            group = root / f"{name}-{os.getpid()}-{i}"
+            group.mkdir()
+            groups.append(group)
+            limit(group)
+            (group / "cgroup.procs").write_text(str(pid))  # the whole process, every thread
+        yield
+    finally:
+        for group in groups:
+            for pid in (group / "cgroup.procs").read_text().split():
+                with contextlib.suppress(OSError):  # exited meanwhile
+                    (root / "cgroup.procs").write_text(pid)
+            group.rmdir()

@@ -60,3 +60,16 @@ def test_the_raw_send_loop_sends_what_a_bridge_sends(kafka_bootstrap, start_brid
     assert set(from_raw.annotations) == set(from_bridge.annotations)
     assert bytes(from_raw.body) == bytes(from_bridge.body)
     assert from_raw.inferred == from_bridge.inferred  # both data sections
+
+
+@pytest.mark.skipif(not Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists(), reason="no cgroup v1 cpu controller")
+def test_worker_scaling_with_capped_workers_records_the_split(kafka_bootstrap, tmp_path: Path):
+    out = tmp_path / "workers.json"
+    argv = ["--messages", "400", "--workers-only", "--workers-cpu-cap", "0.3", "--kafka-bootstrap", kafka_bootstrap]
+    assert bench_bridge.main([*argv, "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    figures, ratios = results["figures"], results["ratios"]
+    for tag in ("", "_cap0.3"):
+        assert figures[f"bridge_in_4senders_1worker{tag}"]["value"] > 0
+        assert 0.5 <= figures[f"bridge_in_4senders_2worker{tag}_busiest_share"]["value"] <= 1.0
+        assert ratios[f"workers2_vs_workers1{tag}"]["target"] == 1.6
