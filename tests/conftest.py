@@ -25,6 +25,10 @@ from amqp_kafka_bridge import Bridge, BridgeSettings
 from tests.bridge.helpers import free_port
 from tests.waiting import wait_for  # noqa: F401 - re-exported for older imports
 
+# The fault-run driver checks with plain asserts outside a test module: rewritten like a test's, a
+# failing check shows its values. Must come before anything imports the driver.
+pytest.register_assert_rewrite("tests.faults.driver")
+
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 # Spark's Python workers must run this interpreter (the venv's), not whatever python3 is on PATH.
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

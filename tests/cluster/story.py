@@ -136,8 +136,12 @@ class ClusterStory:
         env["PYTHONUNBUFFERED"] = "1"
         return self._start(DRIVER, f"job-{self.job_runs}", cmd, env, self._on_job_line)
 
+    def current_job(self) -> Child:
+        """The job's latest run (each run is a child of its own, ``job-<run>``)."""
+        return self.children[f"job-{self.job_runs}"]
+
     def wait_job_running(self, timeout: float = 300) -> None:
-        job = self.children[f"job-{self.job_runs}"]
+        job = self.current_job()
         wait_for(lambda: self.job_batches() or not job.running(), timeout, "the job's first micro-batch")
         assert job.running(), f"the job exited with {job.proc.returncode}; log {job.log_file}"
 
@@ -190,6 +194,10 @@ class ClusterStory:
     def job_batches(self) -> int:
         with self._lock:
             return sum(1 for p in self.progress if p["run"] == self.job_runs)
+
+    def vital_children(self) -> dict[str, Child]:
+        """The job's latest run (a scenario may stop an earlier one on purpose)."""
+        return {"job": self.current_job()}
 
     def wait_outputs(self, accepted: list[Reading], timeout: float) -> list[dict]:
         """Wait until every accepted reading is on Kafka and every closed window on Kafka ``max`` and at the receiver."""

@@ -34,6 +34,7 @@ import pytest
 from cluster.harness import ARTEMIS_LIVE, Cluster
 from tests.cluster.conftest import SCENARIO_LINES
 from tests.cluster.story import ClusterStory
+from tests.faults.driver import FaultRun, run_fault
 from tests.faults.story import Outcome
 from tests.waiting import wait_for
 
@@ -57,35 +58,28 @@ def scenario_line(name: str, outcome: Outcome) -> str:
     )
 
 
+RUN = FaultRun(
+    readings=READINGS,
+    fault_at=FAULT_AT,
+    seed=SEED,
+    min_windows=30,
+    accepted_timeout=300,
+    simulator_timeout=400,
+    too_fast_hint="raise READINGS",
+)
+
+
 def run_scenario(
     cluster: Cluster, jars: list[str], jobs_zip: Path, name: str, variant: str, fault: Callable[[ClusterStory], None]
 ) -> Outcome:
-    """The seeded run with ``fault`` injected mid-stream; checks and prints the outcome."""
-    story = ClusterStory(cluster, f"{name}-{SEED}", variant, jars, jobs_zip)
-    try:
-        simulator = story.start_all(READINGS, SEED)
-        wait_for(lambda: story.accepted_count() >= FAULT_AT or not simulator.running(), 300, f"{FAULT_AT} accepted readings")
-        assert simulator.running(), "the simulator finished before the fault: raise READINGS"
-        fault(story)
-        assert simulator.wait(400) == 0, f"the simulator failed; log {simulator.log_file}"
-        accepted = story.accepted()
-        assert len(set(accepted)) == READINGS
-        expected = story.wait_outputs(accepted, timeout=300)
-        job = story.children[f"job-{story.job_runs}"]
-        assert job.running(), f"the job died under the fault; log {job.log_file}"
-    finally:
-        story.stop_all()
-    outcome = story.outcome(accepted, expected)
-    line = scenario_line(name, outcome)
-    SCENARIO_LINES.append(line)
-    print("\n" + line)
-    assert outcome.readings_missing_in_kafka == 0
-    assert outcome.kafka_readings_distinct == READINGS
-    assert Outcome.distinct(outcome.amqp_results) == expected
-    assert Outcome.distinct(outcome.kafka_results) == expected
-    assert outcome.job_malformed == 0
-    assert len(expected) >= 30
-    return outcome
+    """The seeded run with ``fault`` injected mid-stream; checks the outcome and prints its scenario line."""
+
+    def report(outcome: Outcome) -> None:
+        line = scenario_line(name, outcome)
+        SCENARIO_LINES.append(line)
+        print("\n" + line)
+
+    return run_fault(ClusterStory(cluster, f"{name}-{SEED}", variant, jars, jobs_zip), RUN, fault, report)
 
 
 def test_clean_run(cluster: Cluster, jars: list[str], jobs_zip: Path) -> None:

@@ -134,13 +134,17 @@ def line_count(path: Path) -> int:
 
 @dataclass
 class Story:
-    """One run of the pipeline under test, in ``root``, with names prefixed by ``prefix``."""
+    """One run of the pipeline under test, in ``root``, with names prefixed by ``prefix``.
+
+    The simulator sends ``rate`` readings a second, all devices together.
+    """
 
     root: Path
     amqp_url: str
     kafka_bootstrap: str
     jars: list[str]
     prefix: str
+    rate: float
     settings: DemoSettings = field(init=False)
     children: dict[str, Child] = field(default_factory=dict, init=False)
     progress: list[dict] = field(default_factory=list, init=False)
@@ -189,6 +193,12 @@ class Story:
         )  # fmt: skip
         return self._start("simulator", cmd)
 
+    def start_all(self, count: int, seed: int) -> Child:
+        """The bridge, then the job; once the job runs, the simulator of ``count`` readings. Returns the simulator."""
+        self.start_bridge()
+        self.start_job()
+        return self.start_simulator(count, self.rate, seed)
+
     def kill(self, name: str) -> None:
         """SIGKILL a child and everything it started (spark-submit: JVM, Python driver, receivers)."""
         self.children[name].stop(signal.SIGKILL, timeout=0.0)
@@ -205,6 +215,10 @@ class Story:
 
     def accepted_count(self) -> int:
         return line_count(self.settings.accepted_log)
+
+    def vital_children(self) -> dict[str, Child]:
+        """The job and the bridge: every fault here is one they must survive (a killed one is restarted)."""
+        return {name: self.children[name] for name in ("job", "bridge")}
 
     def wait_outputs(self, accepted: list[Reading], timeout: float) -> list[dict]:
         """Wait until every accepted reading is in Kafka and every closed window on Kafka ``max``."""

@@ -27,6 +27,7 @@ from services import ServiceSettings
 from services.artemis import ArtemisService
 from services.fetch import fetch_artemis
 from tests.faults import netns
+from tests.faults.driver import FaultRun, run_fault
 from tests.faults.story import Outcome, Story
 from tests.waiting import wait_for
 
@@ -37,35 +38,23 @@ RATE = 2_000.0
 FAULT_AT = READINGS * 3 // 10
 
 
+RUN = FaultRun(
+    readings=READINGS,
+    fault_at=FAULT_AT,
+    seed=11,
+    min_windows=15,
+    accepted_timeout=120,
+    simulator_timeout=240,
+    too_fast_hint="raise READINGS or lower RATE",
+)
+
+
 def run_story(
     root: Path, amqp_url: str, kafka_bootstrap: str, jars: list[str], prefix: str, fault: Callable[[Story], None]
 ) -> Outcome:
     """The story with ``fault`` injected mid-stream; returns what reached the outputs (already checked)."""
-    story = Story(root, amqp_url, kafka_bootstrap, jars, prefix)
-    try:
-        story.start_bridge()
-        story.start_job()
-        simulator = story.start_simulator(READINGS, RATE, seed=11)
-        wait_for(lambda: story.accepted_count() >= FAULT_AT or not simulator.running(), 120, f"{FAULT_AT} accepted readings")
-        assert simulator.running(), "the simulator finished before the fault: raise READINGS or lower RATE"
-        fault(story)
-        assert simulator.wait(240) == 0, f"the simulator failed; log {simulator.log_file}"
-        accepted = story.accepted()
-        assert len(set(accepted)) == READINGS
-        expected = story.wait_outputs(accepted, timeout=300)
-        for name in ("job", "bridge"):
-            assert story.children[name].running(), f"{name} died under the fault; log {story.children[name].log_file}"
-    finally:
-        story.stop_all()
-    outcome = story.outcome(accepted, expected)
-    print(f"\n{prefix}: " + json.dumps(outcome.summary()))
-    assert outcome.readings_missing_in_kafka == 0
-    assert outcome.kafka_readings_distinct == READINGS
-    assert Outcome.distinct(outcome.amqp_results) == expected
-    assert Outcome.distinct(outcome.kafka_results) == expected
-    assert outcome.job_malformed == 0
-    assert len(expected) >= 15
-    return outcome
+    story = Story(root, amqp_url, kafka_bootstrap, jars, prefix, RATE)
+    return run_fault(story, RUN, fault, report=lambda outcome: print(f"\n{prefix}: " + json.dumps(outcome.summary())))
 
 
 @pytest.fixture

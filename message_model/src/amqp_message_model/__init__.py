@@ -2,10 +2,11 @@
 
 ``values``: how every AMQP body, property value, message id, content type and time becomes
 bytes or text. ``sections``: reading an encoded message's sections without decoding them
-(the guards and the redelivery digest). ``connection``: broker URLs, failover, SASL and TLS
-as python-qpid-proton connect arguments, and URL redaction. ``encoding`` and ``decoding``:
-messages written and the common shape read in plain Python, with proton's bytes and types,
-for senders and receivers that cannot afford a proton ``Message`` per message.
+(the guards and the redelivery digest), and ``SectionCode``, the one table of their codes.
+``connection``: broker URLs, failover, SASL and TLS as python-qpid-proton connect arguments,
+and URL redaction. ``encoding`` and ``decoding``: messages written and the common shape read
+in plain Python, with proton's bytes and types, for senders and receivers that cannot afford
+a proton ``Message`` per message.
 
 Depends on python-qpid-proton only, so the bridge installs without pyspark.
 """
@@ -13,7 +14,14 @@ Depends on python-qpid-proton only, so the bridge installs without pyspark.
 from importlib.metadata import PackageNotFoundError, version
 
 from amqp_message_model.connection import ConnectionOptions, Endpoint, connect_kwargs, parse_endpoints, redact_url
-from amqp_message_model.sections import amqp_sections, bare_message_digest, body_as_sent, decode_message, is_encoded_message
+from amqp_message_model.sections import (
+    SectionCode,
+    amqp_sections,
+    bare_message_digest,
+    body_as_sent,
+    decode_message,
+    is_encoded_message,
+)
 from amqp_message_model.values import (
     MESSAGE_FIELDS,
     body_to_bytes,
@@ -35,6 +43,7 @@ __all__ = [
     "MESSAGE_FIELDS",
     "ConnectionOptions",
     "Endpoint",
+    "SectionCode",
     "amqp_sections",
     "bare_message_digest",
     "body_as_sent",

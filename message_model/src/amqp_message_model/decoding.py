@@ -21,14 +21,17 @@ from typing import Any
 
 from proton import symbol
 
-from amqp_message_model.sections import value_end
+from amqp_message_model.sections import SectionCode, value_end
 
 _unpack_long = struct.Struct(">q").unpack_from
 _unpack_double = struct.Struct(">d").unpack_from
 _unpack_u32 = struct.Struct(">I").unpack_from
 
-_HEADER, _DELIVERY_ANNOTATIONS, _MESSAGE_ANNOTATIONS, _PROPERTIES, _APPLICATION_PROPERTIES = 0x70, 0x71, 0x72, 0x73, 0x74
-_DATA, _AMQP_VALUE, _FOOTER = 0x75, 0x77, 0x78
+# Plain ints, not enum members: :func:`_read` compares every section's code with them.
+_HEADER, _DELIVERY_ANNOTATIONS = int(SectionCode.HEADER), int(SectionCode.DELIVERY_ANNOTATIONS)
+_MESSAGE_ANNOTATIONS, _PROPERTIES = int(SectionCode.MESSAGE_ANNOTATIONS), int(SectionCode.PROPERTIES)
+_APPLICATION_PROPERTIES, _DATA = int(SectionCode.APPLICATION_PROPERTIES), int(SectionCode.DATA)
+_AMQP_VALUE, _FOOTER = int(SectionCode.AMQP_VALUE), int(SectionCode.FOOTER)
 
 
 class _NotPlain(Exception):

@@ -24,12 +24,21 @@ from typing import Any
 
 from proton import Data, symbol
 
-_HEADER = b"\x00\x53\x70\x45"  # header section, all fields default (list0)
-_ANNOTATIONS = b"\x00\x53\x72"
-_PROPERTIES = b"\x00\x53\x73"
-_APPLICATION_PROPERTIES = b"\x00\x53\x74"
-_DATA = b"\x00\x53\x75"
-_AMQP_VALUE = b"\x00\x53\x77"
+from amqp_message_model.sections import SectionCode
+
+
+def _descriptor(code: SectionCode) -> bytes:
+    """What starts a section: described (0x00), its code as a smallulong (0x53)."""
+    return bytes((0x00, 0x53, code))
+
+
+# Byte prefixes built once, at import: the encoder joins them as they are.
+_HEADER = _descriptor(SectionCode.HEADER) + b"\x45"  # header section, all fields default (list0)
+_ANNOTATIONS = _descriptor(SectionCode.MESSAGE_ANNOTATIONS)
+_PROPERTIES = _descriptor(SectionCode.PROPERTIES)
+_APPLICATION_PROPERTIES = _descriptor(SectionCode.APPLICATION_PROPERTIES)
+_DATA = _descriptor(SectionCode.DATA)
+_AMQP_VALUE = _descriptor(SectionCode.AMQP_VALUE)
 _EMPTY_PROPERTIES = _PROPERTIES + b"\x45"
 
 _NULL, _TRUE, _FALSE = b"\x40", b"\x41", b"\x42"

@@ -8,12 +8,37 @@ nesting, and refuses strings that are not UTF-8).
 from __future__ import annotations
 
 import hashlib
+from enum import IntEnum
 
 from proton import Message
 
-# Section codes (AMQP 1.0 part 3.2): what a broker may change on redelivery, and the body.
-_BROKER_SECTIONS = frozenset({0x70, 0x71, 0x72})  # header, delivery-annotations, message-annotations
-_DATA, _SEQUENCE, _VALUE = 0x75, 0x76, 0x77
+
+class SectionCode(IntEnum):
+    """The descriptor codes of a message's sections (AMQP 1.0 part 3.2), in the order a message holds them.
+
+    The one table of them: :mod:`~amqp_message_model.decoding` and
+    :mod:`~amqp_message_model.encoding` take their codes and byte prefixes from it. Code on a
+    per-message path copies the members it compares into module-level ints once, at import.
+    """
+
+    HEADER = 0x70
+    DELIVERY_ANNOTATIONS = 0x71
+    MESSAGE_ANNOTATIONS = 0x72
+    PROPERTIES = 0x73
+    APPLICATION_PROPERTIES = 0x74
+    DATA = 0x75
+    AMQP_SEQUENCE = 0x76
+    AMQP_VALUE = 0x77
+    FOOTER = 0x78
+
+
+# What a broker may change on redelivery (the bare message digest leaves them out), and the body.
+_BROKER_SECTIONS = frozenset(
+    int(c) for c in (SectionCode.HEADER, SectionCode.DELIVERY_ANNOTATIONS, SectionCode.MESSAGE_ANNOTATIONS)
+)
+_BODY_SECTIONS = frozenset(int(c) for c in (SectionCode.DATA, SectionCode.AMQP_SEQUENCE, SectionCode.AMQP_VALUE))
+_DATA, _VALUE = int(SectionCode.DATA), int(SectionCode.AMQP_VALUE)
+_FIRST_SECTION, _LAST_SECTION = int(SectionCode.HEADER), int(SectionCode.FOOTER)
 _FIXED_WIDTH = {0x4: 0, 0x5: 1, 0x6: 2, 0x7: 4, 0x8: 8, 0x9: 16}  # by the constructor's high nibble (part 1.6)
 
 
@@ -70,7 +95,7 @@ def body_as_sent(encoded: bytes) -> bytes | None:
     string's bytes (unchecked), else the AMQP encoding of the body section values; the whole
     input if it is not an AMQP message."""
     try:
-        body = [(code, start, end) for code, start, end in amqp_sections(encoded) if code in (_DATA, _SEQUENCE, _VALUE)]
+        body = [(code, start, end) for code, start, end in amqp_sections(encoded) if code in _BODY_SECTIONS]
     except ValueError:
         return encoded
     if not body or (len(body) == 1 and body[0][0] == _VALUE and encoded[body[0][1]] == 0x40):
@@ -125,4 +150,10 @@ def is_encoded_message(value: bytes | None) -> bool:
 
     proton decodes garbage into an empty message without complaint; check with this first.
     """
-    return value is not None and len(value) >= 3 and value[0] == 0x00 and value[1] == 0x53 and 0x70 <= value[2] <= 0x78
+    return (
+        value is not None
+        and len(value) >= 3
+        and value[0] == 0x00
+        and value[1] == 0x53
+        and _FIRST_SECTION <= value[2] <= _LAST_SECTION
+    )
