@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql.streaming import StreamingQuery
 
 from jobs.windowing import parse_readings, windowed_max
 
@@ -25,19 +26,34 @@ def utc(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).replace(tzinfo=None)
 
 
-def test_append_mode_emits_closed_windows_and_drops_too_late_readings(spark: SparkSession, tmp_path: Path) -> None:
-    incoming, checkpoint = tmp_path / "in", tmp_path / "checkpoint"
-    incoming.mkdir()
-    stream = spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(str(incoming))
-    result = windowed_max(parse_readings(stream, body="value"), window="5 seconds", watermark="10 seconds")
-    name = f"windowed_max_{tmp_path.name.replace('-', '_')}"
+def start_windowed_max(
+    spark: SparkSession, tmp_path: Path, prefix: str, observe_as: str | None = None
+) -> tuple[StreamingQuery, str]:
+    """The windowed max over a text-file stream in ``tmp_path/in``, into a memory table; returns (query, table name)."""
+    (tmp_path / "in").mkdir()
+    stream = spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(str(tmp_path / "in"))
+    result = windowed_max(parse_readings(stream, body="value", observe_as=observe_as), window="5 seconds", watermark="10 seconds")
+    name = f"{prefix}_{tmp_path.name.replace('-', '_')}"
     query = (
         result.writeStream.format("memory")
         .queryName(name)
         .outputMode("append")
-        .option("checkpointLocation", str(checkpoint))
+        .option("checkpointLocation", str(tmp_path / "checkpoint"))
         .start()
     )
+    return query, name
+
+
+def feed_batch(tmp_path: Path, i: int, rows: list) -> None:
+    """One micro-batch: a file of readings ((device, temperature, ms after T0) or a raw line), moved in atomically."""
+    lines = [r if isinstance(r, str) else json.dumps({"device_id": r[0], "temperature": r[1], "ts": T0 + r[2]}) for r in rows]
+    tmp = tmp_path / f"{i}.tmp"
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.rename(tmp_path / "in" / f"{i:03d}.json")  # atomic: the source never sees half a file
+
+
+def test_append_mode_emits_closed_windows_and_drops_too_late_readings(spark: SparkSession, tmp_path: Path) -> None:
+    query, name = start_windowed_max(spark, tmp_path, "windowed_max")
     batches = [
         [("a", 20.0, 1_000), ("b", 21.0, 6_000)],  # max event time 6 s: nothing closes
         [("c", 22.0, 21_000)],  # watermark -> 11 s: [0,5) and [5,10) close
@@ -46,10 +62,7 @@ def test_append_mode_emits_closed_windows_and_drops_too_late_readings(spark: Spa
     ]
     try:
         for i, rows in enumerate(batches):
-            lines = [json.dumps({"device_id": d, "temperature": t, "ts": T0 + ms}) for d, t, ms in rows]
-            tmp = tmp_path / f"{i}.tmp"
-            tmp.write_text("\n".join(lines) + "\n")
-            tmp.rename(incoming / f"{i:03d}.json")  # atomic: the source never sees half a file
+            feed_batch(tmp_path, i, rows)
             query.processAllAvailable()
         got = [tuple(r) for r in spark.table(name).orderBy("window_start").collect()]
     finally:
@@ -64,18 +77,7 @@ def test_append_mode_emits_closed_windows_and_drops_too_late_readings(spark: Spa
 
 
 def test_resent_readings_are_dropped_across_batches_and_malformed_ones_counted(spark: SparkSession, tmp_path: Path) -> None:
-    incoming, checkpoint = tmp_path / "in", tmp_path / "checkpoint"
-    incoming.mkdir()
-    stream = spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(str(incoming))
-    result = windowed_max(parse_readings(stream, body="value", observe_as="input"), window="5 seconds", watermark="10 seconds")
-    name = f"dedup_{tmp_path.name.replace('-', '_')}"
-    query = (
-        result.writeStream.format("memory")
-        .queryName(name)
-        .outputMode("append")
-        .option("checkpointLocation", str(checkpoint))
-        .start()
-    )
+    query, name = start_windowed_max(spark, tmp_path, "dedup", observe_as="input")
     batches = [
         [("a", 20.0, 1_000), ("b", 21.0, 2_000)],
         [("a", 20.0, 1_000), ("c", 19.0, 3_000), "not json", '{"device_id": "x"}'],  # a resent; two malformed
@@ -84,12 +86,7 @@ def test_resent_readings_are_dropped_across_batches_and_malformed_ones_counted(s
     progress = []
     try:
         for i, rows in enumerate(batches):
-            lines = [
-                r if isinstance(r, str) else json.dumps({"device_id": r[0], "temperature": r[1], "ts": T0 + r[2]}) for r in rows
-            ]
-            tmp = tmp_path / f"{i}.tmp"
-            tmp.write_text("\n".join(lines) + "\n")
-            tmp.rename(incoming / f"{i:03d}.json")
+            feed_batch(tmp_path, i, rows)
             query.processAllAvailable()
             progress.extend(p for p in query.recentProgress if p["numInputRows"] > 0 and p not in progress)
         got = [tuple(r) for r in spark.table(name).orderBy("window_start").collect()]
