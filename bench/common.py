@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,32 +140,45 @@ def cpu_seconds(pid: int) -> float:
     return total / ticks
 
 
+def _limit_v2(group: Path, fraction: float) -> None:
+    (group / "cpu.max").write_text(f"{int(fraction * 100_000)} 100000")
+
+
+def _limit_v1(group: Path, fraction: float) -> None:
+    (group / "cpu.cfs_period_us").write_text("100000")
+    (group / "cpu.cfs_quota_us").write_text(str(int(fraction * 100_000)))
+
+
+def cpu_cgroup() -> tuple[Path, Callable[[Path, float], None]] | None:
+    """Where CPU cgroups are made here and how one is limited: cgroup v2's ``cpu`` controller
+    where /sys/fs/cgroup has one, else v1's ``cpu`` hierarchy; None when there is neither."""
+    root = Path("/sys/fs/cgroup")
+    controllers = root / "cgroup.controllers"
+    if controllers.exists() and "cpu" in controllers.read_text().split():
+        return root, _limit_v2
+    if (root / "cpu" / "cpu.cfs_quota_us").exists():
+        return root / "cpu", _limit_v1
+    return None
+
+
 @contextlib.contextmanager
 def cpu_capped(pids: list[int], fraction: float, name: str = "bench") -> Iterator[None]:
     """Hold each of ``pids`` to ``fraction`` of one core, each in a CPU cgroup of its own, while the block runs.
 
     For scaling measurements on a machine with fewer free cores than processes: capped
-    processes are the limit, not whatever else shares the cores. Uses the cgroup v2 ``cpu``
-    controller where /sys/fs/cgroup has one, else v1's ``cpu`` hierarchy; needs root.
+    processes are the limit, not whatever else shares the cores (:func:`cpu_cgroup`; needs root).
     """
-    v2 = Path("/sys/fs/cgroup")
-    if "cpu" in (v2 / "cgroup.controllers").read_text().split() if (v2 / "cgroup.controllers").exists() else False:
-        root, limit = v2, lambda group: (group / "cpu.max").write_text(f"{int(fraction * 100_000)} 100000")
-    elif (v2 / "cpu" / "cpu.cfs_quota_us").exists():
-        root = v2 / "cpu"
-
-        def limit(group: Path) -> None:
-            (group / "cpu.cfs_period_us").write_text("100000")
-            (group / "cpu.cfs_quota_us").write_text(str(int(fraction * 100_000)))
-    else:
+    found = cpu_cgroup()
+    if found is None:
         raise RuntimeError("no cgroup cpu controller under /sys/fs/cgroup: cannot cap CPU here")
+    root, limit = found
     groups = []
     try:
         for i, pid in enumerate(pids):
             group = root / f"{name}-{os.getpid()}-{i}"
             group.mkdir()
             groups.append(group)
-            limit(group)
+            limit(group, fraction)
             (group / "cgroup.procs").write_text(str(pid))  # the whole process, every thread
         yield
     finally:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench import bench_bridge
+from bench.common import cpu_cgroup
 from tests.bridge.clients import receive
 from tests.bridge.helpers import produce
 
@@ -62,7 +63,7 @@ def test_the_raw_send_loop_sends_what_a_bridge_sends(kafka_bootstrap, start_brid
     assert from_raw.inferred == from_bridge.inferred  # both data sections
 
 
-@pytest.mark.skipif(not Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists(), reason="no cgroup v1 cpu controller")
+@pytest.mark.skipif(cpu_cgroup() is None, reason="no cgroup cpu controller on this machine")
 def test_worker_scaling_with_capped_workers_records_the_split(kafka_bootstrap, tmp_path: Path):
     out = tmp_path / "workers.json"
     argv = ["--messages", "400", "--workers-only", "--workers-cpu-cap", "0.3", "--kafka-bootstrap", kafka_bootstrap]

@@ -5,18 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from bench.common import cpu_capped, cpu_seconds
-
-CPU_CGROUP = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists() or "cpu" in (
-    Path("/sys/fs/cgroup/cgroup.controllers").read_text() if Path("/sys/fs/cgroup/cgroup.controllers").exists() else ""
-)
+from bench.common import cpu_capped, cpu_cgroup, cpu_seconds
 
 
-@pytest.mark.skipif(not CPU_CGROUP, reason="no cgroup cpu controller on this machine")
+@pytest.mark.skipif(cpu_cgroup() is None, reason="no cgroup cpu controller on this machine")
 def test_a_capped_busy_process_gets_its_share_and_is_let_go_after():
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
@@ -32,6 +27,5 @@ def test_a_capped_busy_process_gets_its_share_and_is_let_go_after():
         busy.wait()
     assert capped < 0.3, f"held to 0.2 of a core, it used {capped:.2f}"
     assert free > capped + 0.2, f"after the block it should run free: {free:.2f} vs {capped:.2f} capped"
-    leftovers = [p.name for root in (Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")) if root.exists()
-                 for p in root.glob("bench-*")]  # fmt: skip
+    leftovers = [p.name for p in cpu_cgroup()[0].glob("bench-*")]
     assert not leftovers, f"cgroups left behind: {leftovers}"
