@@ -349,25 +349,31 @@ def direct_consume(res: Results, run: Run, topic: str, group: str) -> None:
     consumer.close()
 
 
-def through_bridge(url: str, run: Run, topic: str, read_back: str, pid: int | None) -> dict[str, float]:
-    """One bridge at ``url``, both directions: ``count`` messages to ``topic``, one-in-flight latency, then
-    ``read_back`` (a ``topic/group.id/group`` address) read to the end; CPU figures when its ``pid`` is known.
+def _cpu(pid: int | None) -> float:
+    """CPU seconds ``pid`` used so far; NaN for a process the benchmark cannot see."""
+    return cpu_seconds(pid) if pid else float("nan")
 
-    Keys: ``in``, ``in_cpu_us_per_msg``, ``p50``, ``p99``, ``out``, ``out_cpu_us_per_msg``, ``out_join``.
-    """
-    got: dict[str, float] = {}
-    cpu = (lambda: cpu_seconds(pid)) if pid else (lambda: float("nan"))
+
+def into_kafka(url: str, run: Run, topic: str, pid: int | None) -> dict[str, float]:
+    """AMQP -> Kafka through the bridge at ``url``: ``count`` messages to ``topic``, then one-in-flight latency;
+    CPU per message when the bridge's ``pid`` is known. Keys: ``in``, ``in_cpu_us_per_msg``, ``p50``, ``p99``."""
     send(url, topic, 100, run.size)  # creates the topic, warms the producer
-    cpu0 = cpu()
+    cpu0 = _cpu(pid)
     s = send(url, topic, run.count, run.size)
-    got["in_cpu_us_per_msg"] = (cpu() - cpu0) / run.count * 1e6
-    got["in"] = run.count / (s.t1 - s.t0)
+    got = {"in_cpu_us_per_msg": (_cpu(pid) - cpu0) / run.count * 1e6, "in": run.count / (s.t1 - s.t0)}
     lat = send(url, topic, run.latency_n, run.size, window=1).latencies
     got["p50"], got["p99"] = pct(lat, 0.5) * 1e3, pct(lat, 0.99) * 1e3
+    return got
+
+
+def through_bridge(url: str, run: Run, topic: str, read_back: str, pid: int | None) -> dict[str, float]:
+    """One bridge at ``url``, both directions: :func:`into_kafka`, then ``read_back`` (a
+    ``topic/group.id/group`` address) read to the end. Adds ``out``, ``out_cpu_us_per_msg``, ``out_join``."""
+    got = into_kafka(url, run, topic, pid)
     r = Receiver(url, read_back, run.count)
-    cpu0 = cpu()
+    cpu0 = _cpu(pid)
     Container(r).run()
-    got["out_cpu_us_per_msg"] = (cpu() - cpu0) / run.count * 1e6
+    got["out_cpu_us_per_msg"] = (_cpu(pid) - cpu0) / run.count * 1e6
     got["out"] = (run.count - 1) / (r.t1 - r.first)
     got["out_join"] = r.first - r.t0
     return got
@@ -384,6 +390,15 @@ FIGURES = {
 }
 
 
+def record_bridge(res: Results, run: Run, url: str, pid: int | None, direct_topic: str, name: str) -> None:
+    """:func:`through_bridge` for the bridge at ``url``, recorded as ``<name>_in``, ``<name>_p50``, ... (and its peak RSS)."""
+    topic = f"bench-{name}-{run.run_id}"
+    for key, value in through_bridge(url, run, topic, f"{direct_topic}/group.id/{topic}", pid).items():
+        res.figure(f"{name}_{key}", value, *FIGURES[key])
+    if pid:
+        res.figure(f"{name}_peak_rss", peak_rss_mb(pid), "MB")
+
+
 def measure_bridge(res: Results, run: Run, direct_topic: str, name: str = "bridge", src: Path | None = None) -> None:
     """AMQP -> Kafka (rate, CPU per message, latency) and Kafka -> AMQP through one bridge process, default settings.
 
@@ -391,13 +406,7 @@ def measure_bridge(res: Results, run: Run, direct_topic: str, name: str = "bridg
     """
     bridge, amqp_port, _ = start_bridge(run.kafka, src=src)
     try:
-        url = f"amqp://127.0.0.1:{amqp_port}"
-        got = through_bridge(
-            url, run, f"bench-{name}-{run.run_id}", f"{direct_topic}/group.id/bench-{name}-{run.run_id}", bridge.pid
-        )
-        for key, value in got.items():
-            res.figure(f"{name}_{key}", value, *FIGURES[key])
-        res.figure(f"{name}_peak_rss", peak_rss_mb(bridge.pid), "MB")
+        record_bridge(res, run, f"amqp://127.0.0.1:{amqp_port}", bridge.pid, direct_topic, name)
     finally:
         stop(bridge)
 
@@ -405,11 +414,7 @@ def measure_bridge(res: Results, run: Run, direct_topic: str, name: str = "bridg
 def measure_other(res: Results, run: Run, url: str, pid: int | None, direct_topic: str) -> None:
     """A bridge this benchmark did not start (``--other-bridge-url``, e.g. the Strimzi AMQP bridge), measured as
     :func:`measure_bridge` measures this one (``other_*``): same sender, receiver, Kafka, topics, addresses."""
-    got = through_bridge(url, run, f"bench-other-{run.run_id}", f"{direct_topic}/group.id/bench-other-{run.run_id}", pid)
-    for key, value in got.items():
-        res.figure(f"other_{key}", value, *FIGURES[key])
-    if pid:
-        res.figure("other_peak_rss", peak_rss_mb(pid), "MB")
+    record_bridge(res, run, url, pid, direct_topic, "other")
 
 
 def measure_ab(res: Results, run: Run, compare_src: Path, rounds: int, lingers: list[float] | None = None) -> None:
@@ -528,17 +533,12 @@ def measure_linger(res: Results, run: Run, lingers: list[float]) -> None:
     for linger in lingers:
         bridge, amqp_port, _ = start_bridge(run.kafka, linger_ms=linger)
         try:
-            url = f"amqp://127.0.0.1:{amqp_port}"
-            topic = f"bench-linger-{run.run_id}"
-            send(url, topic, 100, run.size)
-            cpu0 = cpu_seconds(bridge.pid)
-            s = send(url, topic, run.count, run.size)
+            got = into_kafka(f"amqp://127.0.0.1:{amqp_port}", run, f"bench-linger-{run.run_id}", bridge.pid)
             tag = f"linger{linger:g}ms"
-            res.figure(f"bridge_in_{tag}_cpu_us_per_msg", (cpu_seconds(bridge.pid) - cpu0) / run.count * 1e6, "us/msg")
-            res.figure(f"bridge_in_{tag}", run.count / (s.t1 - s.t0), "msg/s")
-            lat = send(url, topic, run.latency_n, run.size, window=1).latencies
-            res.figure(f"bridge_p50_{tag}", pct(lat, 0.5) * 1e3, "ms")
-            res.figure(f"bridge_p99_{tag}", pct(lat, 0.99) * 1e3, "ms")
+            res.figure(f"bridge_in_{tag}_cpu_us_per_msg", got["in_cpu_us_per_msg"], "us/msg")
+            res.figure(f"bridge_in_{tag}", got["in"], "msg/s")
+            res.figure(f"bridge_p50_{tag}", got["p50"], "ms")
+            res.figure(f"bridge_p99_{tag}", got["p99"], "ms")
             res.ratio(f"bridge_in_{tag}_vs_raw_receive", f"bridge_in_{tag}", "raw_receive")
             res.ratio(f"bridge_p50_{tag}_vs_raw", f"bridge_p50_{tag}", "raw_p50", target=1.5, higher_is_better=False)
         finally:
