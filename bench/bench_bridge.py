@@ -462,11 +462,10 @@ def measure_interleaved(res: Results, run: Run, rounds: int, other: tuple[str, i
     round's pair gives figures that hold (``ilv_*``). ``other`` (url, pid): a bridge this
     benchmark did not start joins each round (``ilv_other_*``).
     """
-    keys = ["raw_receive", "bridge_in", "raw_p50", "bridge_p50", "raw_send", "bridge_out"]
-    pairs: dict[str, list[float]] = {"in": [], "p50": [], "out": []}
-    if other:
-        keys += ["other_in", "other_p50", "other_out"]
-        pairs.update({"other_in": [], "other_p50": [], "other_out": []})
+    baselines = {"in": "raw_receive", "p50": "raw_p50", "out": "raw_send"}
+    sides = {"": "bridge", **({"other_": "other"} if other else {})}  # ratio prefix -> figure prefix
+    keys = [*baselines.values(), *(f"{name}_{m}" for name in sides.values() for m in baselines)]
+    pairs: dict[str, list[float]] = {f"{side}{m}": [] for side in sides for m in baselines}
     seen: dict[str, list[float]] = {k: [] for k in keys}
     direct_topic = f"bench-ilv-{run.run_id}"
     direct_produce(Results("scratch", {}), run, direct_topic)  # what the bridges' outbound paths read
@@ -480,11 +479,9 @@ def measure_interleaved(res: Results, run: Run, rounds: int, other: tuple[str, i
             measure_other(one, this_round, *other, direct_topic)
         for key in keys:
             seen[key].append(one.value(key))
-        for side in ("", "other_") if other else ("",):
-            name = side or "bridge_"
-            pairs[f"{side}in"].append(one.value(f"{name}in") / one.value("raw_receive"))
-            pairs[f"{side}p50"].append(one.value(f"{name}p50") / one.value("raw_p50"))
-            pairs[f"{side}out"].append(one.value(f"{name}out") / one.value("raw_send"))
+        for side, name in sides.items():
+            for m, baseline in baselines.items():
+                pairs[f"{side}{m}"].append(one.value(f"{name}_{m}") / one.value(baseline))
         line = ", ".join(f"{k} {v[-1]:.2f}x" for k, v in pairs.items())
         print(f"  interleaved round {round_ + 1}/{rounds} (vs the raw loops): {line}", flush=True)
     for key in keys:
