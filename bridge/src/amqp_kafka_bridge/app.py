@@ -13,6 +13,8 @@ from amqp_kafka_bridge.forwarder import Forwarder
 from amqp_kafka_bridge.hot_path import install
 from amqp_kafka_bridge.http import HttpEndpoint
 from amqp_kafka_bridge.metrics import BridgeMetrics
+from amqp_kafka_bridge.reactor_events import ReactorEvents
+from amqp_kafka_bridge.reactor_lock import ParkingIOHandler
 from amqp_kafka_bridge.settings import BridgeSettings
 
 log = logging.getLogger("bridge")
@@ -33,11 +35,16 @@ class Bridge:
         self.core = BridgeCore(settings, self.metrics)
         self.front: Front = ServerFront(self.core, settings) if settings.mode == "server" else Forwarder(self.core, settings)
         self.handler = BridgeHandler(self.core, self.front, settings.drain_timeout_s)
-        self.container = Container(self.handler)
+        # proton's IO handler, waiting in select without the reactor lock (amqp_kafka_bridge.reactor_lock)
+        io = ParkingIOHandler(self.core.reactor_lock)
+        self.container = Container(self.handler, global_handler=io)
         self.container.container_id = f"bridge-{settings.mode}"
         # The bridged links' delivery and flow events skip proton's Python dispatch (amqp_kafka_bridge.hot_path).
         self.hot = install(self.container, self.core.routes, on_error=self.metrics.kafka_errors.labels("internal").inc)
         self.hot.on_idle.append(self.core.on_burst_end)
+        # ... and so do the reactor's own IO events (amqp_kafka_bridge.reactor_events)
+        self.reactor_events = ReactorEvents(self.container, io)
+        self.hot.fast.update(self.reactor_events.table)
         self.http = HttpEndpoint(settings.http_host, settings.http_port, self.metrics.render, self.healthy, self.ready)
         self._thread = threading.Thread(target=self._run, name="bridge-reactor", daemon=True)
         self._stopped = threading.Event()
@@ -45,7 +52,7 @@ class Bridge:
 
     def _run(self) -> None:
         try:
-            self.container.run()
+            self.core.reactor_lock.run(self.container.run)
         except BaseException as exc:  # noqa: BLE001 - recorded for healthz and re-raised by wait()
             self.error = exc
             log.exception("reactor failed")

@@ -10,7 +10,9 @@ that a link ended from proton (``forget``), whether the peer or the link itself 
 Everything here runs on the reactor thread except ``start`` and ``shutdown``, which run
 before the reactor starts and after it ended, and the three signals, which Kafka threads set
 (each wakes the reactor through ``wakeups``, which calls ``on_kafka_acks``, ``on_kafka_records``
-or ``on_topic_checks`` there).
+or ``on_topic_checks`` there). The one exception is ``on_reports``: the producer's poll thread
+runs ``on_kafka_acks`` itself while the reactor is parked in ``select`` (``reactor_lock``),
+which is the same as running it on the reactor thread.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from amqp_kafka_bridge.hot_path import HotRoutes, Wakeups, write_out
 from amqp_kafka_bridge.kafka_io import ProducerPump, Signal, SourceSpec, TopicAdmin
 from amqp_kafka_bridge.links import BridgedLink, InboundLink, OutboundLink
 from amqp_kafka_bridge.metrics import BridgeMetrics
+from amqp_kafka_bridge.reactor_lock import ReactorLock
 from amqp_kafka_bridge.settings import BridgeSettings
 
 log = logging.getLogger("bridge.core")
@@ -45,8 +48,9 @@ class BridgeCore:
         self.acks_signal = Signal(self.wakeups.register(self.on_kafka_acks))
         self.records_signal = Signal(self.wakeups.register(self.on_kafka_records))
         self.checks_signal = Signal(self.wakeups.register(self.on_topic_checks))
+        self.reactor_lock = ReactorLock()  # held by the reactor but in select: the reports' shortcut (on_reports)
         stats = metrics.producer_stats_config(settings.kafka_stats_interval_s)
-        self.producer = ProducerPump({**settings.producer_config(), **stats}, self.acks_signal)
+        self.producer = ProducerPump({**settings.producer_config(), **stats}, self.on_reports)
         self.admin = TopicAdmin(settings.admin_config(), settings.topic_partitions)
         self.context = LinkContext(settings, metrics, converter_for(settings.converter), self.producer, self.records_signal)
         self._links: dict[Link, BridgedLink] = {}
@@ -128,21 +132,45 @@ class BridgeCore:
         if not bridged.finished:
             self._closing.append(bridged)
 
-    def on_kafka_acks(self) -> None:
-        """Hand each producer report to the token its record was produced with (an in-flight delivery or a dead letter)."""
+    def on_reports(self) -> None:
+        """Producer reports arrived (on the producer's poll thread): settle them here if the reactor is parked, else wake it.
+
+        Settling here saves the wake-up's trip through the pipe, ``select`` and proton's
+        dispatch before the outcome leaves (``reactor_lock``). The reactor is woken afterwards
+        only if settling left it work (see ``on_kafka_acks``).
+        """
+        if not self.reactor_lock.try_serve(self._settle_here):
+            self.acks_signal.set()
+
+    def _settle_here(self) -> None:
+        if not self.on_kafka_acks():
+            self.acks_signal.set()  # the reactor takes over what settling left
+
+    def on_kafka_acks(self) -> bool:
+        """Hand each producer report to the token its record was produced with (an in-flight delivery or a dead letter).
+
+        Returns True when nothing was left for the reactor's next pass: every report was a
+        success for a receiving link and every outcome reached its socket. Then the proton
+        events settling made (interest and deadline updates for sockets that wrote all they
+        had) can wait for the reactor's next wake-up.
+        """
         self.acks_signal.clear()
         acks = self.producer.acks
         acked: set[BridgedLink] = set()
+        routine = True
         while acks:
             ack = acks.popleft()
             ack.token.on_ack(ack)
             acked.add(ack.token.link)
+            routine = routine and ack.error is None
         for bridged in acked:
             bridged.flush_credit()  # one flow per link per batch of reports
-        self.written_early += write_out(b.link for b in acked if not b.closed)  # the outcomes leave now
+        written, left = write_out(b.link for b in acked if not b.closed)  # the outcomes leave now
+        self.written_early += written
         self.metrics.in_flight.set(self.waiting_for_kafka())
         if self._closing:
             self._closing = [b for b in self._closing if not b.finished]
+        return routine and not left and not self._closing and all(type(b) is InboundLink for b in acked)
 
     def on_burst_end(self) -> None:
         """The reactor ran out of events after serving hot ones: bring the metrics up to date, once per burst."""
@@ -161,7 +189,8 @@ class BridgeCore:
         outbound = [b for b in self._links.values() if isinstance(b, OutboundLink)]
         for bridged in outbound:
             bridged.send_available()
-        self.written_early += write_out(b.link for b in outbound if not b.closed)  # the messages leave now
+        written, _left = write_out(b.link for b in outbound if not b.closed)  # the messages leave now
+        self.written_early += written
 
     def drain(self) -> None:
         """Stop taking new work: no new credit to AMQP senders, nothing new sent to AMQP receivers.

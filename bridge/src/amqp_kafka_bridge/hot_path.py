@@ -113,11 +113,12 @@ class HotCollector(Collector):
         self.routes = routes
         self.on_error = on_error
         self.on_idle: list[Callable[[], None]] = []  # called when the events run out after hot ones were served
+        self.fast: dict[int, Callable[[Any], bool]] = {}  # other event types served by direct calls (reactor_events)
         self.served = 0  # hot events served here (tests read it to see the path was taken)
         self._busy = False
 
     def peek(self) -> Event | None:
-        impl, routes = self._impl, self.routes
+        impl, routes, fast = self._impl, self.routes, self.fast
         while True:
             raw = lib.pn_collector_peek(impl)
             if not raw:
@@ -150,7 +151,11 @@ class HotCollector(Collector):
                 except Exception:  # noqa: BLE001
                     self._failed("on_raw_flow")
             else:
-                return Event.wrap(raw)
+                serve = fast.get(etype)
+                if serve is None or not serve(raw):
+                    return Event.wrap(raw)
+                lib.pn_collector_pop(impl)  # the reactor's own IO events (reactor_events): no burst of deliveries
+                continue
             self.served += 1
             self._busy = True
             lib.pn_collector_pop(impl)
@@ -222,14 +227,15 @@ class Sending:
         return delivery
 
 
-def write_out(links: Iterable[Link]) -> int:
-    """Write the frames pending on the connections of ``links`` to their sockets now; returns the bytes written.
+def write_out(links: Iterable[Link]) -> tuple[int, int]:
+    """Write the frames pending on the connections of ``links`` to their sockets now.
 
-    What a socket does not take now (or any error) stays with the reactor, which writes (or
-    reports) it on its next pass as it would have anyway. TLS happens inside the transport,
-    so these are the bytes the reactor would have written.
+    Returns the bytes written and the connections left with frames to write (a socket that
+    did not take them all, or a connection with no socket yet): those stay with the reactor,
+    which writes (or reports) them on its next pass as it would have anyway. TLS happens
+    inside the transport, so these are the bytes the reactor would have written.
     """
-    written = 0
+    written = left = 0
     seen = set()
     for link in links:
         transport = link.connection.transport
@@ -237,19 +243,22 @@ def write_out(links: Iterable[Link]) -> int:
             continue
         seen.add(transport._impl)  # noqa: SLF001
         selectable = getattr(transport, "_selectable", None)  # set by proton's reactor while it serves the socket
-        if selectable is None or selectable.is_terminal:
-            continue
         try:
             pending = transport.pending()
             if pending <= 0:
                 continue
+            if selectable is None or selectable.is_terminal:
+                left += 1
+                continue
             sent = selectable.send(transport.peek(pending))
         except (OSError, ProtonException):
+            left += 1
             continue
         transport.pop(sent)
         IOHandler.update(transport, selectable, selectable._reactor.now)  # noqa: SLF001 - no longer waiting to write
         written += sent
-    return written
+        left += sent < pending
+    return written, left
 
 
 def remote_condition(delivery: RawDelivery) -> Condition | None:
@@ -302,6 +311,10 @@ class Wakeups:
         selectable.update()
 
     def on_selectable_readable(self, event: Any) -> None:
+        self.on_readable()
+
+    def on_readable(self) -> None:
+        """The pipe is readable: call each callback woken since the last time, once (``reactor_events`` calls this directly)."""
         try:
             codes = os.read(self._read, 4096)
         except BlockingIOError:

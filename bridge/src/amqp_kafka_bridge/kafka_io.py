@@ -63,15 +63,16 @@ class ProducerPump:
     """The bridge's idempotent producer (``acks=all``) and the thread that serves its delivery reports.
 
     ``produce`` is non-blocking and may be called from the reactor thread; reports land in
-    ``acks`` in completion order and ``signal`` is set. A full local queue raises
-    ``BufferError`` at once (the caller releases that delivery).
+    ``acks`` in completion order, and after each poll that brought some, the poll thread calls
+    ``on_reports`` (which settles them itself or wakes the reactor: ``BridgeCore.on_reports``).
+    A full local queue raises ``BufferError`` at once (the caller releases that delivery).
     """
 
-    def __init__(self, config: dict[str, Any], signal: Signal) -> None:
+    def __init__(self, config: dict[str, Any], on_reports: Callable[[], None]) -> None:
         self._config = dict(config, error_cb=self._on_error, logger=_client_log)
         self.producer = Producer(self._config)
         self.acks: deque[Ack] = deque()
-        self._signal = signal
+        self._on_reports = on_reports
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bridge-producer", daemon=True)
         self.last_error: str | None = None
@@ -96,11 +97,10 @@ class ProducerPump:
         old.flush(5)
 
     def produce(self, record: KafkaRecord, token: Any) -> None:
-        acks, signal = self.acks, self._signal
+        acks = self.acks
 
         def report(err: KafkaError | None, _msg: Any) -> None:
             acks.append(Ack(token, err))
-            signal.set()
 
         # -1 (unassigned: the partitioner picks), timestamp 0 (Kafka stamps it) and no headers are
         # the client's own defaults; passing them spares a keyword dict per record.
@@ -115,8 +115,11 @@ class ProducerPump:
         )
 
     def _run(self) -> None:
+        acks = self.acks
         while not self._stop.is_set():
             self.producer.poll(0.05)
+            if acks:
+                self._on_reports()
             if self._fatal:
                 self._replace_fatal_producer()
 

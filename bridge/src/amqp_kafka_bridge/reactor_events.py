@@ -1,0 +1,142 @@
+"""The reactor's own IO events, served without building proton's ``Event`` objects.
+
+Every pass of proton's Python reactor goes through events: ``reactor_quiesced`` (time to
+``select``), ``selectable_readable``/``writable`` (a socket is ready), ``selectable_updated``
+(its interest changed) and the core ``transport`` event (a transport has frames to write).
+Each becomes an ``Event`` with wrappers for its link, session, connection and transport,
+then walks the application's handler tree and the global handler before reaching the one
+method that does something: proton's ``IOHandler``. With one message in flight that is
+several such events per message on each side, and their dispatch was most of the reactor's
+CPU (~270 us per message, measured by thread with one message in flight).
+
+:class:`ReactorEvents` maps those event types to direct calls of the same ``IOHandler``
+methods (or, for a socket that has its own handler, that handler's ``on_readable``), given
+to :class:`~amqp_kafka_bridge.hot_path.HotCollector` as its table of served event types.
+An event type is only served when nothing else would see it: the application's handler tree
+must neither define its method nor override ``on_unhandled`` (checked once, at install);
+otherwise it goes through proton's dispatch as before. Errors, expiry, init and final stay
+with proton.
+
+Pinned internals (``tests/bridge/test_reactor_events.py``): ``IOHandler``'s method bodies
+read only ``event.selectable`` (or ``event.transport``), ``Reactor.quiesced``/``yield_``,
+the selector's ``select``, ``Selectable.handler`` and ``Transport._selectable``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from cproton_ffi import ffi, lib  # proton's cffi binding: private, pinned (see hot_path)
+from proton import Transport
+from proton._events import Event  # noqa: PLC2701 - the event types
+from proton._handler import Handler  # noqa: PLC2701
+from proton._handlers import IOHandler  # noqa: PLC2701
+
+RawEvent = Any
+"""A ``pn_event_t *`` at the head of the reactor's collector."""
+Served = Callable[[RawEvent], bool]
+"""Serves one raw event; False leaves it to proton's dispatch."""
+
+
+class _SelectableEvent:
+    """What ``IOHandler``'s selectable methods read from an event: the selectable."""
+
+    __slots__ = ("context", "selectable")
+
+    def __init__(self, selectable: Any) -> None:
+        self.selectable = self.context = selectable
+
+
+def handles(handler: Any, method: str) -> bool:
+    """Whether ``handler`` or a child would act on ``method`` (defines it, or overrides ``on_unhandled``)."""
+    if handler is None:
+        return False
+    if getattr(handler, method, None) is not None:
+        return True
+    if getattr(type(handler), "on_unhandled", Handler.on_unhandled) is not Handler.on_unhandled:
+        return True
+    return any(handles(child, method) for child in getattr(handler, "handlers", None) or ())
+
+
+class ReactorEvents:
+    """The reactor's IO events for ``container`` served by direct calls to ``io`` (its global IO handler)."""
+
+    def __init__(self, container: Any, io: IOHandler) -> None:
+        self.reactor = container
+        self.io = io
+        self.served = 0  # events served here (tests read it)
+        self._collector = container._collector._impl  # noqa: SLF001 - the raw collector, to see what follows an event
+        candidates: dict[Any, Served] = {
+            Event.REACTOR_QUIESCED: self._quiesced,
+            Event.SELECTABLE_READABLE: self._readable,
+            Event.SELECTABLE_WRITABLE: self._writable,
+            Event.SELECTABLE_UPDATED: self._updated,
+            Event.TRANSPORT: self._transport,
+        }
+        self.table: dict[int, Served] = {
+            etype.number: serve for etype, serve in candidates.items() if not handles(container.handler, etype.method)
+        }
+
+    def _selectable(self, raw: RawEvent) -> Any:
+        return ffi.from_handle(lib.pn_event_context(raw))
+
+    def _quiesced(self, raw: RawEvent) -> bool:
+        """Nothing left to do: wait in ``select``, then queue what became ready (``IOHandler.on_reactor_quiesced``).
+
+        Proton's version ends with ``yield_``, which only makes the reactor re-read the clock
+        before the next event; ``mark`` here does that.
+        """
+        if lib.pn_collector_more(self._collector):  # events follow: not quiesced after all
+            return True
+        reactor = self.reactor
+        reactor.timer_deadline  # noqa: B018 - the property drops cancelled timers, as proton's handler does
+        readable, writable, expired = self.io._selector.select(reactor.timeout)  # noqa: SLF001
+        reactor.mark()
+        for s in readable:
+            s.readable()
+        for s in writable:
+            s.writable()
+        for s in expired:
+            s.expired()
+        self.served += 1
+        return True
+
+    def _readable(self, raw: RawEvent) -> bool:
+        s = self._selectable(raw)
+        handler = getattr(s, "handler", None)
+        if handler is not None:  # a socket of its own (a listener, the wake-up pipe)
+            on_readable = getattr(handler, "on_readable", None)
+            if on_readable is None:
+                return False
+            on_readable()
+        else:
+            self.io.on_selectable_readable(_SelectableEvent(s))
+        self.served += 1
+        return True
+
+    def _writable(self, raw: RawEvent) -> bool:
+        s = self._selectable(raw)
+        if getattr(s, "handler", None) is not None:
+            return False
+        self.io.on_selectable_writable(_SelectableEvent(s))
+        self.served += 1
+        return True
+
+    def _updated(self, raw: RawEvent) -> bool:
+        s = self._selectable(raw)
+        handler = getattr(s, "handler", None)
+        if handler is not None and getattr(handler, "on_selectable_updated", None) is not None:
+            return False
+        self.io._selector.update(s)  # noqa: SLF001 - IOHandler.on_selectable_updated
+        self.served += 1
+        return True
+
+    def _transport(self, raw: RawEvent) -> bool:
+        """A transport has work (``IOHandler.on_transport``): recompute its socket's interest and deadline."""
+        transport = Transport.wrap(lib.pn_event_transport(raw))
+        s = getattr(transport, "_selectable", None)  # set by whoever gave the transport its socket
+        if s and not s.is_terminal:
+            IOHandler.update(transport, s, self.reactor.now)
+        self.served += 1
+        return True
