@@ -56,7 +56,8 @@ def test_proton_internals_the_hot_path_hooks_into():
         "pn_delivery_pending", "pn_delivery_partial", "pn_delivery_aborted", "pn_delivery_readable", "pn_delivery_settled",
         "pn_delivery_updated", "pn_delivery_remote_state", "pn_delivery_update", "pn_delivery_settle", "pn_link_advance",
         "pn_link_credit", "pn_link_flow", "pn_link_send", "pn_link_recv", "pn_link_is_sender", "pn_delivery", "pn_incref",
-        "pn_decref",
+        "pn_decref", "pn_link_session", "pn_session_connection", "pn_connection_transport", "pn_transport_pending",
+        "pn_transport_peek", "pn_transport_pop", "pn_collector_more", "pn_event_context", "pn_event_transport",
     ):  # fmt: skip
         assert hasattr(hot_path.lib, name), f"proton's cffi module lost {name}"
 

@@ -167,6 +167,8 @@ class BridgeCore:
             bridged.flush_credit()  # one flow per link per batch of reports
         written, left = write_out(b.link for b in acked if not b.closed)  # the outcomes leave now
         self.written_early += written
+        for bridged in acked:
+            bridged.flush_metrics()  # after the write: off the acknowledgement's critical path
         self.metrics.in_flight.set(self.waiting_for_kafka())
         if self._closing:
             self._closing = [b for b in self._closing if not b.finished]

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from cproton_ffi import ffi, lib  # proton's cffi binding: private, pinned (see the module docstring)
-from proton import Condition, Delivery, Link, ProtonException
+from proton import Condition, Delivery, Link, Transport
 from proton._events import Collector, Event  # noqa: PLC2701 - the collector is what the reactor loop reads
 from proton._handlers import IOHandler  # noqa: PLC2701 - recomputes a socket's select interest after write_out
 
@@ -74,6 +74,12 @@ _link_recv = lib.pn_link_recv
 _new_delivery = lib.pn_delivery
 _from_buffer = ffi.from_buffer
 _unpack = ffi.unpack
+_link_session = lib.pn_link_session
+_session_connection = lib.pn_session_connection
+_connection_transport = lib.pn_connection_transport
+_transport_pending = lib.pn_transport_pending
+_transport_peek = lib.pn_transport_peek
+_transport_pop = lib.pn_transport_pop
 
 
 class HotLink(Protocol):
@@ -227,6 +233,9 @@ class Sending:
         return delivery
 
 
+_out = bytearray(65536)
+
+
 def write_out(links: Iterable[Link]) -> tuple[int, int]:
     """Write the frames pending on the connections of ``links`` to their sockets now.
 
@@ -234,30 +243,44 @@ def write_out(links: Iterable[Link]) -> tuple[int, int]:
     did not take them all, or a connection with no socket yet): those stay with the reactor,
     which writes (or reports) them on its next pass as it would have anyway. TLS happens
     inside the transport, so these are the bytes the reactor would have written.
+
+    This is on the critical path of every acknowledgement, so it works on proton-c's
+    pointers (no wrappers for link, session and connection) and copies the frames into one
+    reused buffer. The socket's select interest is recomputed (``IOHandler.update``)
+    only when it changes: when frames are left, or the reactor was waiting to write.
     """
     written = left = 0
     seen = set()
     for link in links:
-        transport = link.connection.transport
-        if transport is None or transport._impl in seen:  # noqa: SLF001 - one write per connection
+        transport = _connection_transport(_session_connection(_link_session(link._impl)))  # noqa: SLF001
+        if transport == NULL or transport in seen:  # one write per connection
             continue
-        seen.add(transport._impl)  # noqa: SLF001
-        selectable = getattr(transport, "_selectable", None)  # set by proton's reactor while it serves the socket
-        try:
-            pending = transport.pending()
-            if pending <= 0:
-                continue
-            if selectable is None or selectable.is_terminal:
-                left += 1
-                continue
-            sent = selectable.send(transport.peek(pending))
-        except (OSError, ProtonException):
+        seen.add(transport)
+        pending = _transport_pending(transport)
+        if pending <= 0:
+            continue
+        wrapper = Transport.wrap(transport)
+        selectable = getattr(wrapper, "_selectable", None)  # set by proton's reactor while it serves the socket
+        if selectable is None or selectable.is_terminal:
             left += 1
             continue
-        transport.pop(sent)
-        IOHandler.update(transport, selectable, selectable._reactor.now)  # noqa: SLF001 - no longer waiting to write
+        global _out  # noqa: PLW0603 - one reused buffer (reactor thread, or a thread holding the reactor lock)
+        if pending > len(_out):
+            _out = bytearray(max(pending, 2 * len(_out)))
+        got = _transport_peek(transport, _from_buffer(_out), pending)
+        if got < 0:
+            left += 1
+            continue
+        try:
+            sent = selectable.send(memoryview(_out)[:got])
+        except OSError:
+            left += 1
+            continue
+        _transport_pop(transport, sent)
         written += sent
-        left += sent < pending
+        if sent < pending or selectable.writing:
+            IOHandler.update(wrapper, selectable, selectable._reactor.now)  # noqa: SLF001 - the interest changed
+            left += sent < pending
     return written, left
 
 

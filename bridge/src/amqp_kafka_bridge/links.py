@@ -223,11 +223,10 @@ class InboundLink:
             hot_path.decref(dlv)
 
     def flush_credit(self) -> None:
-        """Give back, in one ``flow``, the credit the reports handed out since the last call freed; count them."""
+        """Give back, in one ``flow``, the credit the reports handed out since the last call freed."""
         owed, self._owed = self._owed, 0
         if owed:
             self._replenish(owed)
-        self.flush_metrics()
 
     def flush_metrics(self) -> None:
         """Add what was acknowledged since the last call to the metrics (one update each, not one per message)."""
