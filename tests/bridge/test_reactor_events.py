@@ -20,6 +20,7 @@ from proton._handler import Handler
 from proton._handlers import IOHandler, MessagingHandler
 from proton._io import IO
 from proton._reactor import Container, _Connector
+from proton._selectable import Selectable
 
 from tests.bridge.clients import send
 from tests.bridge.helpers import consume
@@ -35,6 +36,15 @@ def test_proton_io_handler_is_what_reactor_events_copies():
                  "s.writable()", "s.expired()", "r.yield_()"):  # fmt: skip
         assert step in quiesced, f"IOHandler.on_reactor_quiesced changed ({step!r} is gone): update ReactorEvents._quiesced"
     assert "self._selector.update(s)" in inspect.getsource(IOHandler.on_selectable_updated)
+    readable = inspect.getsource(IOHandler.on_selectable_readable)
+    for step in ("t.capacity()", "s.recv(capacity)", "t.push(b)", "self.on_selectable_error(event)", "t.close_tail()",
+                 "self.update(t, s, r.now)"):  # fmt: skip
+        assert step in readable, f"IOHandler.on_selectable_readable changed ({step!r}): update ReactorEvents._read"
+    update = inspect.getsource(IOHandler.update)
+    for step in ("selectable.reading = capacity > 0", "selectable.writing = pending > 0", "selectable.terminate()",
+                 "selectable.deadline = transport.tick(now)", "selectable.update()"):  # fmt: skip
+        assert step in update, f"IOHandler.update changed ({step!r}): update ReactorEvents._update"
+    assert "self.push_event(self, Event.SELECTABLE_UPDATED)" in inspect.getsource(Selectable.update)
     assert "self.update(t, s, r.now)" in inspect.getsource(IOHandler.on_transport)
     for method in (IOHandler.on_selectable_readable, IOHandler.on_selectable_writable, IOHandler.on_selectable_error):
         body = inspect.getsource(method)

@@ -9,29 +9,36 @@ method that does something: proton's ``IOHandler``. With one message in flight t
 several such events per message on each side, and their dispatch was most of the reactor's
 CPU (~270 us per message, measured by thread with one message in flight).
 
-:class:`ReactorEvents` maps those event types to direct calls of the same ``IOHandler``
-methods (or, for a socket that has its own handler, that handler's ``on_readable``), given
-to :class:`~amqp_kafka_bridge.hot_path.HotCollector` as its table of served event types.
-An event type is only served when nothing else would see it: the application's handler tree
-must neither define its method nor override ``on_unhandled`` (checked once, at install);
-otherwise it goes through proton's dispatch as before. Errors, expiry, init and final stay
-with proton.
+:class:`ReactorEvents` maps those event types to direct calls doing what the same
+``IOHandler`` methods do (or, for a socket that has its own handler, that handler's
+``on_readable``), given to :class:`~amqp_kafka_bridge.hot_path.HotCollector` as its table of
+served event types. Two round trips through the collector go too: a readable socket is read
+as soon as ``select`` returns, and a socket's new interest goes to the selector at once
+rather than as a ``selectable_updated`` event. An event type is only served when nothing
+else would see it: the application's handler tree must neither define its method nor
+override ``on_unhandled`` (checked once, at install); otherwise it goes through proton's
+dispatch as before. Errors, expiry, init and final (which frees a socket) stay with proton.
 
-Pinned internals (``tests/bridge/test_reactor_events.py``): ``IOHandler``'s method bodies
-read only ``event.selectable`` (or ``event.transport``), ``Reactor.quiesced``/``yield_``,
-the selector's ``select``, ``Selectable.handler`` and ``Transport._selectable``.
+Pinned internals (``tests/bridge/test_reactor_events.py``): what ``IOHandler``'s methods do
+(``on_reactor_quiesced``, ``on_selectable_readable``, ``update``), that they read only
+``event.selectable`` from an event, ``Selectable.handler``, ``Transport._selectable``, and
+the selector's fields.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from cproton_ffi import ffi, lib  # proton's cffi binding: private, pinned (see hot_path)
-from proton import Transport
+from proton import ProtonException, Transport
 from proton._events import Event  # noqa: PLC2701 - the event types
 from proton._handler import Handler  # noqa: PLC2701
 from proton._handlers import IOHandler  # noqa: PLC2701
+from proton._selectable import Selectable  # noqa: PLC2701
+
+log = logging.getLogger("proton")  # the logger proton's own IO handler reports a failed recv on
 
 RawEvent = Any
 """A ``pn_event_t *`` at the head of the reactor's collector."""
@@ -77,15 +84,19 @@ class ReactorEvents:
         self.table: dict[int, Served] = {
             etype.number: serve for etype, serve in candidates.items() if not handles(container.handler, etype.method)
         }
+        self._read_here = Event.SELECTABLE_READABLE.number in self.table
+        self._update_here = Event.SELECTABLE_UPDATED.number in self.table
 
     def _selectable(self, raw: RawEvent) -> Any:
         return ffi.from_handle(lib.pn_event_context(raw))
 
     def _quiesced(self, raw: RawEvent) -> bool:
-        """Nothing left to do: wait in ``select``, then queue what became ready (``IOHandler.on_reactor_quiesced``).
+        """Nothing left to do: wait in ``select``, then serve what became ready (``IOHandler.on_reactor_quiesced``).
 
-        Proton's version ends with ``yield_``, which only makes the reactor re-read the clock
-        before the next event; ``mark`` here does that.
+        Readable sockets are read at once rather than queued as ``selectable_readable``
+        events (when that event type is served here at all). Proton's version ends with
+        ``yield_``, which only makes the reactor re-read the clock before the next event;
+        ``mark`` here does that.
         """
         if lib.pn_collector_more(self._collector):  # events follow: not quiesced after all
             return True
@@ -93,8 +104,10 @@ class ReactorEvents:
         reactor.timer_deadline  # noqa: B018 - the property drops cancelled timers, as proton's handler does
         readable, writable, expired = self.io._selector.select(reactor.timeout)  # noqa: SLF001
         reactor.mark()
+        read_here = self._read_here
         for s in readable:
-            s.readable()
+            if not (read_here and self._read(s)):
+                s.readable()
         for s in writable:
             s.writable()
         for s in expired:
@@ -103,15 +116,37 @@ class ReactorEvents:
         return True
 
     def _readable(self, raw: RawEvent) -> bool:
-        s = self._selectable(raw)
-        handler = getattr(s, "handler", None)
+        return self._read(self._selectable(raw))
+
+    def _read(self, s: Any) -> bool:
+        """Serve a readable socket (``IOHandler.on_selectable_readable``); False if it is not one served here."""
+        if type(s) is not Selectable:  # the reactor's timer selectable has a readable() of its own
+            return False
+        handler = s.handler
         if handler is not None:  # a socket of its own (a listener, the wake-up pipe)
             on_readable = getattr(handler, "on_readable", None)
             if on_readable is None:
                 return False
             on_readable()
-        else:
-            self.io.on_selectable_readable(_SelectableEvent(s))
+            self.served += 1
+            return True
+        t = s._transport  # noqa: SLF001
+        if not t:
+            return True
+        capacity = t.capacity()
+        if capacity > 0:
+            try:
+                data = s.recv(capacity)
+            except OSError as exc:
+                log.error("Couldn't recv: %r", exc)  # as proton's IO handler reports it
+                t.close_tail()
+            else:
+                if not data:  # end of stream
+                    self.io.on_selectable_error(_SelectableEvent(s))
+                    self.served += 1
+                    return True
+                t.push(data)
+        self._update(t, s)
         self.served += 1
         return True
 
@@ -137,6 +172,35 @@ class ReactorEvents:
         transport = Transport.wrap(lib.pn_event_transport(raw))
         s = getattr(transport, "_selectable", None)  # set by whoever gave the transport its socket
         if s and not s.is_terminal:
-            IOHandler.update(transport, s, self.reactor.now)
+            self._update(transport, s)
         self.served += 1
         return True
+
+    def _update(self, t: Transport, s: Any) -> None:
+        """``IOHandler.update``: the socket's interest and deadline from its transport.
+
+        The selector is told directly when the update event would be served here anyway
+        (``selectable_updated`` in the table, no handler of the socket's own); a socket that
+        became terminal still goes through proton's final event, which frees it.
+        """
+        try:
+            s.reading = t.capacity() > 0
+        except ProtonException:
+            if t.closed:
+                self._detach(t, s)
+        try:
+            s.writing = t.pending() > 0
+        except ProtonException:
+            if t.closed:
+                self._detach(t, s)
+        s.deadline = t.tick(self.reactor.now)
+        if self._update_here and not s.is_terminal and s.handler is None:
+            self.io._selector.update(s)  # noqa: SLF001
+        else:
+            s.update()
+
+    @staticmethod
+    def _detach(t: Transport, s: Any) -> None:
+        s.terminate()
+        s._transport = None  # noqa: SLF001
+        t._selectable = None  # noqa: SLF001
