@@ -1,7 +1,9 @@
-"""``--workers N``: N bridge processes on one AMQP port, one HTTP endpoint for all of them.
+"""``--workers N``: N bridge processes behind one AMQP port, one HTTP endpoint for all of them.
 
-The supervisor starts the workers (``python -m amqp_kafka_bridge ... --worker i``), each
-binding the AMQP port with ``SO_REUSEPORT`` and serving its own HTTP on ``http_port + 1 + i``.
+The supervisor binds the AMQP port and starts the workers (``python -m amqp_kafka_bridge ...
+--worker i``), each serving its own HTTP on ``http_port + 1 + i``. It accepts every
+connection and hands it to the worker with the fewest open (``amqp_kafka_bridge.handoff``:
+the socket over a Unix socket pair per worker; a dead worker gets none until it is back).
 The supervisor itself serves ``http_port``: ``/metrics`` sums the workers' series through
 prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, a private directory
 set for the workers), plus its own process metrics and ``bridge_build_info``; ``/healthz``
@@ -25,6 +27,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from amqp_kafka_bridge.handoff import HANDOFF_ENV, Dispatcher
 from amqp_kafka_bridge.http import HttpEndpoint
 from amqp_kafka_bridge.settings import BridgeSettings
 
@@ -73,9 +76,23 @@ def supervise(argv: Sequence[str], settings: BridgeSettings) -> int:
     directory = Path(tempfile.mkdtemp(prefix="bridge-metrics-"))
     env = dict(os.environ, **{MULTIPROC_ENV: str(directory)})
     stopping = threading.Event()
+    try:
+        dispatcher = Dispatcher(settings.amqp_host, settings.amqp_port)
+    except OSError as exc:
+        log.error(
+            "cannot listen on the AMQP port", extra={"amqp": f"{settings.amqp_host}:{settings.amqp_port}", "error": str(exc)}
+        )
+        shutil.rmtree(directory, ignore_errors=True)
+        return 1
 
     def spawn(index: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "amqp_kafka_bridge", *argv, "--worker", str(index)], env=env)
+        with dispatcher.channel(index) as channel:  # the worker's end: its copy stays open in the worker only
+            fd = channel.fileno()
+            return subprocess.Popen(
+                [sys.executable, "-m", "amqp_kafka_bridge", *argv, "--worker", str(index)],
+                env=dict(env, **{HANDOFF_ENV: str(fd)}),
+                pass_fds=[fd],
+            )
 
     children = {i: spawn(i) for i in range(workers)}
 
@@ -101,7 +118,8 @@ def supervise(argv: Sequence[str], settings: BridgeSettings) -> int:
     gave_up = False
     from prometheus_client import multiprocess
 
-    while not stopping.wait(0.2):
+    while not stopping.is_set():
+        dispatcher.poll(0.2)  # connections and the workers' reports; the rest of the loop checks the workers
         now = time.monotonic()
         for index, child in list(children.items()):
             if index in due:
@@ -122,6 +140,7 @@ def supervise(argv: Sequence[str], settings: BridgeSettings) -> int:
             delay = restart_delay(restarts[index])
             log.error("worker exited, restarting", extra={"worker": index, "code": code, "in_s": delay})
             due[index] = now + delay
+    dispatcher.close()  # new connections are refused from now on; the workers drain theirs
     codes = [child.wait() for child in children.values()]
     http.stop()
     shutil.rmtree(directory, ignore_errors=True)
