@@ -6,10 +6,11 @@ connection and hands it to the worker with the fewest open (``amqp_kafka_bridge.
 the socket over a Unix socket pair per worker; a dead worker gets none until it is back).
 The supervisor itself serves ``http_port``: ``/metrics`` sums the workers' series through
 prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, a private directory
-set for the workers), plus its own process metrics and ``bridge_build_info``; ``/healthz``
-says every worker runs; ``/readyz`` says every worker is ready. A crashing worker is
-restarted after 0.5 s, doubling to at most 30 s, at most ``max_worker_restarts`` times;
-then the supervisor stops the others and exits 1.
+set for the workers), plus its own process metrics, ``bridge_build_info`` and
+``bridge_worker_connections{worker}`` (the supervisor's count per worker); ``/healthz``
+says every worker runs; ``/readyz`` says every worker is ready and takes connections. A
+crashing worker is restarted after 0.5 s, doubling to at most 30 s, at most
+``max_worker_restarts`` times; then the supervisor stops the others and exits 1.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from amqp_kafka_bridge.handoff import HANDOFF_ENV, Dispatcher
@@ -44,8 +45,8 @@ def worker_http_port(settings: BridgeSettings, index: int) -> int:
     return settings.http_port + 1 + index
 
 
-def _aggregate(directory: Path) -> bytes:
-    from prometheus_client import CollectorRegistry, Info, generate_latest
+def _aggregate(directory: Path, handed: Mapping[int, int]) -> bytes:
+    from prometheus_client import CollectorRegistry, Gauge, Info, generate_latest
     from prometheus_client.gc_collector import GCCollector
     from prometheus_client.multiprocess import MultiProcessCollector
     from prometheus_client.platform_collector import PlatformCollector
@@ -59,6 +60,14 @@ def _aggregate(directory: Path) -> bytes:
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     Info("bridge_build", "The bridge's version and its AMQP/Kafka client libraries", registry=registry).info(build_info())
+    split = Gauge(
+        "bridge_worker_connections",
+        "Connections the supervisor handed to each worker that have not ended (what it balances on)",
+        ["worker"],
+        registry=registry,
+    )
+    for index, count in sorted(handed.items()):
+        split.labels(str(index)).set(count)
     return generate_latest(registry)
 
 
@@ -107,9 +116,10 @@ def supervise(argv: Sequence[str], settings: BridgeSettings) -> int:
     http = HttpEndpoint(
         settings.http_host,
         settings.http_port,
-        lambda: _aggregate(directory),
+        lambda: _aggregate(directory, dict(dispatcher.open)),
         lambda: all(child.poll() is None for child in children.values()),
-        lambda: all(_answers(worker_http_port(settings, i), "/readyz") for i in children),
+        # ready: every worker takes hand-offs (said so on its channel) and answers its own /readyz
+        lambda: all(i in dispatcher.up and _answers(worker_http_port(settings, i), "/readyz") for i in children),
     )
     http.start()
     log.info("supervisor started", extra={"workers": workers, "pids": [c.pid for c in children.values()]})
