@@ -18,7 +18,7 @@ from proton import Delivery, Message
 from proton.utils import BlockingConnection
 
 from tests.bridge.clients import send
-from tests.bridge.helpers import ROOT, BridgeProcess, consume, free_port, wait_ready
+from tests.bridge.helpers import ROOT, BridgeProcess, consume, free_port, free_port_run, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -83,24 +83,6 @@ def test_sigterm_drains_in_flight_and_exits_cleanly(bridge_process, kafka_bootst
     assert accepted <= in_kafka
 
 
-def _free_port_run(count: int) -> int:
-    """A port P such that P .. P + count - 1 are all free (the supervisor serves HTTP on P, worker i on P + 1 + i)."""
-    import socket
-
-    while True:
-        first = free_port()
-        probes = [socket.socket() for _ in range(count - 1)]
-        try:
-            for offset, probe in enumerate(probes, 1):
-                probe.bind(("127.0.0.1", first + offset))
-        except OSError:
-            continue
-        finally:
-            for probe in probes:
-                probe.close()
-        return first
-
-
 def _scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
         return resp.read().decode()
@@ -157,9 +139,9 @@ def _until(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 @pytest.fixture
 def workers(kafka_bootstrap, tmp_path):
-    amqp_port, http_port = free_port(), _free_port_run(3)
+    amqp_port, http_port = free_port(), free_port_run(3)
     while amqp_port in range(http_port, http_port + 3):
-        http_port = _free_port_run(3)
+        http_port = free_port_run(3)
     cmd = [
         sys.executable,
         "-m",
