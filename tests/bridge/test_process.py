@@ -219,3 +219,7 @@ def test_workers_get_connections_by_load_and_a_killed_one_gets_none_until_restar
     for connection in connections[1::2]:  # they were on the killed worker
         with contextlib.suppress(Exception):
             connection.close()
+
+    pids = [workers.worker_pid(0), workers.worker_pid(1)]
+    workers.proc.kill()  # the supervisor alone: its workers see their channels end, drain and exit
+    _until(lambda: not any(Path(f"/proc/{pid}/cmdline").exists() for pid in pids), 30, "orphaned workers to exit")

@@ -18,6 +18,8 @@ way. Passwords never pass through Python: Cyrus checks them.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import socket
 from typing import Any
 
@@ -38,7 +40,8 @@ class AmqpListener:
 
     The source is the listening socket, or under a supervisor its hand-off channel
     (``amqp_kafka_bridge.handoff``): then each connection's end is reported back, so the
-    supervisor knows how many this worker has open.
+    supervisor knows how many this worker has open, and a supervisor that vanished (end of
+    file: SIGKILLed) makes the worker drain and exit, as its SIGTERM would.
     """
 
     def __init__(
@@ -69,8 +72,10 @@ class AmqpListener:
             return
         received = self.channel.receive()
         if received is None:
-            log.warning("the supervisor is gone: no new connections (the open ones go on)")
+            # Nothing can reach this worker any more: drain and exit as on the supervisor's SIGTERM.
+            log.warning("the supervisor is gone: draining")
             self.close()
+            os.kill(os.getpid(), signal.SIGTERM)
             return
         for sock in received:
             self.serve(sock, _Ended(self.channel))
