@@ -10,6 +10,8 @@ from amqp_kafka_bridge.handoff import Dispatcher, WorkerChannel, least_loaded
 
 from tests.bridge.helpers import free_port
 
+pytestmark = pytest.mark.unit
+
 
 def test_least_loaded_picks_the_fewest_open_among_live_workers_ties_to_the_lowest_index():
     assert least_loaded({0: 2, 1: 1, 2: 1}, {0, 1, 2}) == 1
