@@ -67,9 +67,9 @@ def test_each_connection_goes_to_the_worker_with_the_fewest_open(dispatcher):
     handed = workers[0].conns[0]
     assert handed.getsockname() == ("127.0.0.1", port), "the worker holds the accepted TCP socket itself"
 
-    for conn in workers[1].conns:  # worker 1's two connections end
+    for conn in workers[1].conns:  # worker 1's two connections end: closing a handed socket reports it, once
         conn.close()
-        workers[1].channel.ended()
+        conn.close()
     _serve(dispatcher, lambda: dispatcher.open[1] == 0, "worker 1's ends counted")
     clients += [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
     workers[1].take(dispatcher, 4)

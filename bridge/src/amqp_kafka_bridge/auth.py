@@ -78,17 +78,15 @@ class AmqpListener:
             os.kill(os.getpid(), signal.SIGTERM)
             return
         for sock in received:
-            self.serve(sock, _Ended(self.channel))
+            self.serve(sock)
 
-    def serve(self, sock: socket.socket, ended: _Ended | None = None) -> None:
-        """Give the connected ``sock`` a server transport with TLS and SASL, in the reactor (``ended``: told when it closes)."""
+    def serve(self, sock: socket.socket) -> None:
+        """Give the connected ``sock`` a server transport with TLS and SASL, in the reactor."""
         sock.setblocking(False)
         try:
             addr = sock.getpeername()
         except OSError:  # the peer left while the connection was handed over
             sock.close()
-            if ended is not None:
-                ended.channel.ended()
             return
         container = self.container
         conn = container.connection(container.handler)
@@ -105,7 +103,7 @@ class AmqpListener:
         sasl.config_path(str(self.cyrus.directory))
         sasl.config_name(self.cyrus.name)
         transport.bind(conn)
-        selectable = container.selectable(handler=ended, delegate=sock)
+        selectable = container.selectable(delegate=sock)  # its close (proton's, at the end) reports a handed-off one
         selectable._transport = transport
         transport._selectable = selectable
         IOHandler.update(transport, selectable, container.now)
@@ -115,17 +113,6 @@ class AmqpListener:
         if not self._selectable.is_terminal:
             self._selectable.terminate()
             self._selectable.update()
-
-
-class _Ended:
-    """The handler of a handed-off connection's socket: proton's IO handler closes the socket at
-    ``selectable_final`` (every way a connection ends: close, error, a vanished peer), and so is it reported."""
-
-    def __init__(self, channel: WorkerChannel) -> None:
-        self.channel = channel
-
-    def on_selectable_final(self, _event: Any) -> None:
-        self.channel.ended()
 
 
 def listen(container: Container, settings: BridgeSettings, cyrus: CyrusConfig) -> AmqpListener:

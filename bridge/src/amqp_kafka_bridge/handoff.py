@@ -29,7 +29,7 @@ import logging
 import os
 import selectors
 import socket
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 log = logging.getLogger("bridge.handoff")
 
@@ -156,6 +156,22 @@ class Dispatcher:
             channel.close()
 
 
+class HandedSocket(socket.socket):
+    """A connection the supervisor handed over. Closing it reports its end, once: proton's IO
+    handler closes a connection's socket at ``selectable_final``, however the connection ended
+    (closed, failed, a vanished peer), so the report needs no handler on the socket's selectable."""
+
+    def __init__(self, fd: int, report: Callable[[], None]) -> None:
+        super().__init__(fileno=fd)
+        self._report: Callable[[], None] | None = report
+
+    def close(self) -> None:
+        super().close()
+        report, self._report = self._report, None
+        if report is not None:
+            report()
+
+
 class WorkerChannel:
     """Worker side: connections from the supervisor, and word back when one of them ends (reactor thread)."""
 
@@ -174,7 +190,7 @@ class WorkerChannel:
                 return received
             except OSError:
                 data, fds = b"", []
-            received += [socket.socket(fileno=fd) for fd in fds]
+            received += [HandedSocket(fd, self.ended) for fd in fds]
             if not data:
                 for sock in received:
                     sock.close()
@@ -184,7 +200,7 @@ class WorkerChannel:
         self._report(READY)
 
     def ended(self) -> None:
-        """One handed-off connection ended (its socket is closed)."""
+        """One handed-off connection ended (its socket closed: :class:`HandedSocket`)."""
         self._report(ENDED)
 
     def _report(self, message: bytes) -> None:
