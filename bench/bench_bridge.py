@@ -495,10 +495,9 @@ def measure_interleaved(res: Results, run: Run, rounds: int, other: tuple[str, i
 def measure_workers(res: Results, run: Run, cpu_cap: float | None = None, senders: int = 4) -> None:
     """One worker and two under the same ``senders`` sender processes (so the comparison isolates the workers).
 
-    Each sender is one connection, and the kernel spreads connections over the workers by
-    ``SO_REUSEPORT``'s hash: with two connections both land on one worker half the time, so
-    four are used, and the busiest worker's share of the bridge's CPU is recorded (0.5: an
-    even split). ``cpu_cap``: each worker is held to that fraction of a core
+    Each sender is one connection; the supervisor hands each to the worker with the fewest
+    open, so four split 2:2, and the busiest worker's share of the bridge's CPU is recorded
+    (0.5: an even split). ``cpu_cap``: each worker is held to that fraction of a core
     (:func:`bench.common.cpu_capped`), so the workers are the limit even where the senders
     and Kafka fill the cores: the scaling a machine with a free core per worker would show.
     """

@@ -7,13 +7,18 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
-from proton import Message
+from proton import Delivery, Message
+from proton.utils import BlockingConnection
 
 from tests.bridge.clients import send
-from tests.bridge.helpers import ROOT, BridgeProcess, consume, free_port, wait_ready
+from tests.bridge.helpers import ROOT, BridgeProcess, consume, free_port, free_port_run, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -78,33 +83,65 @@ def test_sigterm_drains_in_flight_and_exits_cleanly(bridge_process, kafka_bootst
     assert accepted <= in_kafka
 
 
-def _free_port_run(count: int) -> int:
-    """A port P such that P .. P + count - 1 are all free (the supervisor serves HTTP on P, worker i on P + 1 + i)."""
-    import socket
-
-    while True:
-        first = free_port()
-        probes = [socket.socket() for _ in range(count - 1)]
-        try:
-            for offset, probe in enumerate(probes, 1):
-                probe.bind(("127.0.0.1", first + offset))
-        except OSError:
-            continue
-        finally:
-            for probe in probes:
-                probe.close()
-        return first
-
-
 def _scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
         return resp.read().decode()
 
 
-def test_workers_share_the_port_and_one_metrics_endpoint(kafka_bootstrap, unique_name, tmp_path):
-    amqp_port, http_port = free_port(), _free_port_run(3)
+@dataclass
+class Workers:
+    """``amqp-kafka-bridge --workers 2`` as a process group: the supervisor on ``http_port``, worker i on ``http_port + 1 + i``."""
+
+    proc: subprocess.Popen[bytes]
+    amqp_port: int
+    http_port: int
+
+    @property
+    def url(self) -> str:
+        return f"amqp://127.0.0.1:{self.amqp_port}"
+
+    def worker_pid(self, index: int) -> int:
+        """Worker ``index``'s process id, found by its command line (the supervisor passes ``--worker i``)."""
+        wanted = ["--amqp-port", str(self.amqp_port), "--worker", str(index)]
+        for entry in os.listdir("/proc"):
+            try:
+                args = Path(f"/proc/{entry}/cmdline").read_bytes().decode().split("\0")
+            except (OSError, ValueError):
+                continue
+            if all(w in args for w in wanted) and args[args.index("--worker") + 1] == str(index):
+                return int(entry)
+        raise AssertionError(f"no worker {index}")
+
+    def handed(self) -> list[float]:
+        """The supervisor's count of open connections per worker."""
+        text = _scrape(self.http_port)
+        return [_value(text, f'bridge_worker_connections{{worker="{i}"}}') for i in range(2)]
+
+    def open_per_worker(self) -> list[float]:
+        """Each worker's own ``bridge_open_connections``."""
+        return [_value(_scrape(self.http_port + 1 + i), "bridge_open_connections") for i in range(2)]
+
+
+def _value(text: str, series: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{series} not in /metrics")
+
+
+def _until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``check`` (a metric: the signal itself) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def workers(kafka_bootstrap, tmp_path):
+    amqp_port, http_port = free_port(), free_port_run(3)
     while amqp_port in range(http_port, http_port + 3):
-        http_port = _free_port_run(3)
+        http_port = free_port_run(3)
     cmd = [
         sys.executable,
         "-m",
@@ -125,21 +162,64 @@ def test_workers_share_the_port_and_one_metrics_endpoint(kafka_bootstrap, unique
         )
     try:
         wait_ready(http_port, proc, log)  # the supervisor is ready once every worker is
-        topic = unique_name("workers")
-        for conn in range(16):  # the kernel spreads connections over the workers by their 4-tuple
-            assert send(f"amqp://127.0.0.1:{amqp_port}", topic, [Message(body=f"{conn}".encode(), inferred=True)]).outcomes == [
-                "accepted"
-            ]
-        served = [f'topic="{topic}"' in _scrape(port) for port in (http_port + 1, http_port + 2)]
-        assert served == [True, True]
-        combined = _scrape(http_port)
-        assert f'bridge_amqp_to_kafka_messages_total{{topic="{topic}"}} 16.0' in combined
-        assert "bridge_open_connections 0.0" in combined and "process_resident_memory_bytes" in combined
-        assert combined.count("bridge_build_info{") == 1
-        assert len(consume(kafka_bootstrap, topic, 16)) == 16
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        yield Workers(proc, amqp_port, http_port)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # the supervisor and its workers
         proc.wait(10)
+
+
+def test_workers_share_the_port_and_one_metrics_endpoint(workers, kafka_bootstrap, unique_name):
+    topic = unique_name("workers")
+    connections = [BlockingConnection(workers.url, timeout=10) for _ in range(4)]  # open together: two per worker
+    for conn, connection in enumerate(connections):
+        sender = connection.create_sender(topic)
+        for i in range(4):
+            assert sender.send(Message(body=f"{conn}-{i}".encode(), inferred=True)).remote_state == Delivery.ACCEPTED
+    served = [f'topic="{topic}"' in _scrape(port) for port in (workers.http_port + 1, workers.http_port + 2)]
+    assert served == [True, True]
+    for connection in connections:
+        connection.close()
+    _until(lambda: workers.handed() == [0, 0], 10, "the connections' ends to reach the supervisor")
+    combined = _scrape(workers.http_port)
+    assert f'bridge_amqp_to_kafka_messages_total{{topic="{topic}"}} 16.0' in combined
+    assert "bridge_open_connections 0.0" in combined and "process_resident_memory_bytes" in combined
+    assert combined.count("bridge_build_info{") == 1
+    assert len(consume(kafka_bootstrap, topic, 16)) == 16
+    workers.proc.send_signal(signal.SIGTERM)
+    assert workers.proc.wait(30) == 0
+
+
+def test_workers_get_connections_by_load_and_a_killed_one_gets_none_until_restarted(workers):
+    connections = [BlockingConnection(workers.url, timeout=10) for _ in range(4)]
+    _until(lambda: sum(workers.open_per_worker()) == 4, 10, "four connections open")
+    assert workers.open_per_worker() == [2, 2] and workers.handed() == [2, 2]
+
+    # Ties go to the lowest index, so worker 0 has the first and the third; close them, open two more.
+    for connection in (connections[0], connections[2]):
+        connection.close()
+    _until(lambda: workers.handed() == [0, 2], 10, "the supervisor to count worker 0's two connections gone")
+    connections[0::2] = [BlockingConnection(workers.url, timeout=10) for _ in range(2)]
+    _until(lambda: sum(workers.open_per_worker()) == 4, 10, "four connections open again")
+    assert workers.open_per_worker() == [2, 2], "both new connections went to the least loaded worker"
+
+    killed = workers.worker_pid(1)
+    os.kill(killed, signal.SIGKILL)
+    _until(lambda: workers.handed() == [2, 0], 10, "the supervisor to see worker 1 gone")
+    more = [BlockingConnection(workers.url, timeout=10) for _ in range(2)]
+    assert _value(_scrape(workers.http_port + 1), "bridge_open_connections") == 4, "worker 1 is down: the survivor takes them"
+
+    wait_ready(workers.http_port, workers.proc, Path(os.devnull))  # ready again once the restarted worker 1 is
+    assert workers.worker_pid(1) != killed
+    more.append(BlockingConnection(workers.url, timeout=10))
+    _until(lambda: workers.handed() == [4, 1], 10, "the next connection to go to the restarted worker")
+    assert workers.open_per_worker() == [4, 1]
+    for connection in [*connections[0::2], *more]:
+        connection.close()
+    for connection in connections[1::2]:  # they were on the killed worker
+        with contextlib.suppress(Exception):
+            connection.close()
+
+    pids = [workers.worker_pid(0), workers.worker_pid(1)]
+    workers.proc.kill()  # the supervisor alone: its workers see their channels end, drain and exit
+    _until(lambda: not any(Path(f"/proc/{pid}/cmdline").exists() for pid in pids), 30, "orphaned workers to exit")

@@ -16,7 +16,7 @@ from proton import ConnectionException, Message, SSLDomain, int32, symbol
 from proton.reactor import Filter
 from proton.utils import BlockingConnection, LinkDetached
 
-from tests.bridge.helpers import BridgeProcess, committed, consume, create_topic, produce
+from tests.bridge.helpers import BridgeProcess, committed, consume, create_topic, free_port_run, produce
 from tests.bridge.pki import BridgePki, make_bridge_pki
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not __import__("proton").SASL.extended(), reason="needs Cyrus")]
@@ -49,6 +49,9 @@ def start_process(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[...
         config = tmp_path / f"bridge-{len(running)}.yaml"
         config.write_text(yaml.safe_dump(_plain(settings)))
         bridge = BridgeProcess(kafka_bootstrap, tmp_path / f"bridge-{len(running)}.log", ["--config", str(config)])
+        workers = settings.get("workers", 1)
+        if workers > 1:  # the supervisor on http_port, worker i on http_port + 1 + i
+            bridge.http_port = free_port_run(1 + workers)
         running.append(bridge)
         bridge.start()
         return bridge
@@ -125,6 +128,33 @@ def test_password_mechanisms_over_tls(start_process, kafka_bootstrap, unique_nam
     assert "connection refused at SASL" in log
     assert PASSWORDS["alice"] not in log + metrics and "not-the-password" not in log + metrics
     assert not [pid for pid, cmdline in command_lines().items() if PASSWORDS["alice"] in cmdline]
+
+
+def test_tls_and_scram_on_connections_the_supervisor_hands_to_workers(start_process, kafka_bootstrap, unique_name, sasldb, pki):
+    """``--workers 2``: the supervisor passes the raw TCP socket on; TLS and SASL happen in the worker, as without workers."""
+    bridge = start_process(
+        workers=2, sasl_mechanisms=["SCRAM-SHA-256"], sasl_db_file=sasldb,
+        tls_cert_file=pki.server_cert, tls_key_file=pki.server_key,
+    )  # fmt: skip
+    tls_url = bridge.url.replace("amqp://", "amqps://")
+    topic = unique_name("workers-tls")
+    conns = [connect(tls_url, "SCRAM-SHA-256", "alice", PASSWORDS["alice"], ssl_domain=client_tls(pki)) for _ in range(2)]
+    try:
+        for i, conn in enumerate(conns):
+            conn.create_sender(topic).send(Message(body=f"{i}".encode(), inferred=True))
+        for worker in (1, 2):  # one connection each: both workers did TLS and SCRAM
+            with urllib.request.urlopen(f"http://127.0.0.1:{bridge.http_port + worker}/metrics", timeout=10) as resp:
+                assert "bridge_open_connections 1.0" in resp.read().decode()
+    finally:
+        for conn in conns:
+            conn.close()
+    with pytest.raises(ConnectionException) as wrong:
+        connect(tls_url, "SCRAM-SHA-256", "alice", "not-the-password", ssl_domain=client_tls(pki))
+    assert "amqp:unauthorized-access" in str(wrong.value)
+    with pytest.raises(ConnectionException):  # TLS is required
+        connect(bridge.url, "SCRAM-SHA-256", "alice", PASSWORDS["alice"])
+    assert sorted(r.value() for r in consume(kafka_bootstrap, topic, 2)) == [b"0", b"1"]
+    assert "bridge_auth_failures_total 1.0" in metrics_of(bridge)
 
 
 def test_plain_without_tls_only_when_allowed(start_process, unique_name, sasldb):

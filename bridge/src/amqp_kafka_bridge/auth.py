@@ -1,8 +1,8 @@
-"""The server-mode listener: TLS and SASL through proton's Cyrus integration, on a port workers can share.
+"""The server-mode listener: TLS and SASL through proton's Cyrus integration, on its port or from a supervisor.
 
-Proton's own ``Container.listen`` configures TLS but no SASL, and binds the port without
-``SO_REUSEPORT``. This listener accepts the same way proton's ``Acceptor`` does and gives
-each server transport:
+Proton's own ``Container.listen`` configures TLS but no SASL. This listener accepts the same
+way proton's ``Acceptor`` does (or, as a ``--workers`` worker, receives connections the
+supervisor accepted: ``amqp_kafka_bridge.handoff``) and gives each server transport:
 
 - TLS from ``tls.ssl_domain`` (client certificates when ``tls_ca_file`` is set);
 - SASL with ``allowed_mechs`` = ``sasl_mechanisms``, served by Cyrus from the configuration
@@ -11,13 +11,15 @@ each server transport:
 - ``allow_insecure_mechs`` only when ``allow_plain_without_tls`` says so;
 - ``require_auth`` unless ANONYMOUS is allowed, so a client that skips SASL is refused.
 
-With ``workers > 1`` every worker process binds the port with ``SO_REUSEPORT`` and the kernel
-spreads connections over them. Passwords never pass through Python: Cyrus checks them.
+A handed-off socket arrives before any byte was read, so TLS and SASL are the same either
+way. Passwords never pass through Python: Cyrus checks them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import socket
 from typing import Any
 
@@ -25,6 +27,7 @@ from proton import Transport, Url
 from proton.handlers import IOHandler
 from proton.reactor import Container
 
+from amqp_kafka_bridge.handoff import WorkerChannel, bind, worker_channel
 from amqp_kafka_bridge.sasl import CyrusConfig
 from amqp_kafka_bridge.settings import BridgeSettings
 from amqp_kafka_bridge.tls import ssl_domain
@@ -32,40 +35,59 @@ from amqp_kafka_bridge.tls import ssl_domain
 log = logging.getLogger("bridge.auth")
 
 
-def _bind(settings: BridgeSettings) -> socket.socket:
-    family = socket.AF_INET6 if ":" in settings.amqp_host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if settings.workers > 1:  # every worker process binds the port; the kernel spreads connections
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((settings.amqp_host, settings.amqp_port))
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
 class AmqpListener:
-    """A listening socket in the reactor; each accepted connection gets the bridge's TLS and SASL configuration."""
+    """A source of connections in the reactor; each gets the bridge's TLS and SASL configuration (:meth:`serve`).
 
-    def __init__(self, container: Container, settings: BridgeSettings, cyrus: CyrusConfig) -> None:
+    The source is the listening socket, or under a supervisor its hand-off channel
+    (``amqp_kafka_bridge.handoff``): then each connection's end is reported back, so the
+    supervisor knows how many this worker has open, and a supervisor that vanished (end of
+    file: SIGKILLed) makes the worker drain and exit, as its SIGTERM would.
+    """
+
+    def __init__(
+        self, container: Container, settings: BridgeSettings, cyrus: CyrusConfig, channel: WorkerChannel | None = None
+    ) -> None:
         self.container = container
         self.mechanisms = " ".join(settings.sasl_mechanisms)
         self.anonymous = "ANONYMOUS" in settings.sasl_mechanisms
         self.insecure = settings.allow_plain_without_tls
         self.cyrus = cyrus
         self.domain = ssl_domain(settings)
-        self.sock = _bind(settings)
+        self.channel = channel
+        self.sock = channel.sock if channel is not None else bind(settings.amqp_host, settings.amqp_port)
         self._selectable = container.selectable(handler=self, delegate=self.sock)
         self._selectable.reading = True
         self._selectable._transport = None  # as proton's Acceptor: tells the IO handler this is no connection
         container.update(self._selectable)
+        if channel is not None:
+            channel.ready()
 
     def on_selectable_readable(self, event: Any) -> None:
-        try:
-            sock, addr = self.sock.accept()
-        except (BlockingIOError, InterruptedError):
+        if self.channel is None:
+            try:
+                sock, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            self.serve(sock)
             return
+        received = self.channel.receive()
+        if received is None:
+            # Nothing can reach this worker any more: drain and exit as on the supervisor's SIGTERM.
+            log.warning("the supervisor is gone: draining")
+            self.close()
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        for sock in received:
+            self.serve(sock)
+
+    def serve(self, sock: socket.socket) -> None:
+        """Give the connected ``sock`` a server transport with TLS and SASL, in the reactor."""
         sock.setblocking(False)
+        try:
+            addr = sock.getpeername()
+        except OSError:  # the peer left while the connection was handed over
+            sock.close()
+            return
         container = self.container
         conn = container.connection(container.handler)
         conn._acceptor = self  # proton's marker for "this connection already has its socket"
@@ -81,17 +103,22 @@ class AmqpListener:
         sasl.config_path(str(self.cyrus.directory))
         sasl.config_name(self.cyrus.name)
         transport.bind(conn)
-        selectable = container.selectable(delegate=sock)
+        selectable = container.selectable(delegate=sock)  # its close (proton's, at the end) reports a handed-off one
         selectable._transport = transport
         transport._selectable = selectable
         IOHandler.update(transport, selectable, container.now)
 
     def close(self) -> None:
+        """No new connections. Under a supervisor the channel closes too: it then hands this worker none."""
         if not self._selectable.is_terminal:
             self._selectable.terminate()
             self._selectable.update()
 
 
 def listen(container: Container, settings: BridgeSettings, cyrus: CyrusConfig) -> AmqpListener:
-    """Open the server-mode listener (TLS if a certificate is set, SASL per ``sasl_mechanisms``)."""
-    return AmqpListener(container, settings, cyrus)
+    """Open the server-mode listener (TLS if a certificate is set, SASL per ``sasl_mechanisms``).
+
+    Under a ``--workers`` supervisor (``handoff.HANDOFF_ENV`` set) connections come from its
+    hand-off channel; otherwise the listener binds ``amqp_host:amqp_port`` itself.
+    """
+    return AmqpListener(container, settings, cyrus, worker_channel())

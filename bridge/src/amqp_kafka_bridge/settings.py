@@ -104,7 +104,10 @@ class BridgeSettings(BaseSettings):
     routes_file: Path | None = None
 
     workers: int = Field(
-        default=1, ge=1, description="server mode: processes sharing the AMQP port (SO_REUSEPORT); one /metrics on http_port"
+        default=1,
+        ge=1,
+        description="server mode: worker processes; the supervisor hands each connection to the one with the fewest open; "
+        "one /metrics on http_port",
     )
     drain_timeout_s: float = Field(default=10.0, ge=0)
     kafka_stats_interval_s: float = Field(
@@ -135,7 +138,7 @@ class BridgeSettings(BaseSettings):
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file must be given together")
         if self.workers > 1 and self.mode != "server":
-            raise ValueError("workers > 1 is for server mode (the workers share the AMQP port)")
+            raise ValueError("workers > 1 is for server mode (the workers serve the AMQP port)")
         if self.mode == "server":
             self._check_authentication()
         return self
