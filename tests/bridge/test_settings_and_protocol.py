@@ -21,6 +21,9 @@ def test_precedence_flags_over_env_over_file(tmp_path, monkeypatch):
     assert (s.amqp_port, s.http_port, s.converter, s.kafka_bootstrap) == (5999, 7001, "json", "kafka:9092")
     conf = s.producer_config()
     assert conf["linger.ms"] == "9" and conf["acks"] == "all" and conf["enable.idempotence"] is True
+    assert conf["max.in.flight.requests.per.connection"] == 1  # the default: fewer, bigger produce requests
+    s = BridgeSettings.load(kafka_producer={"max.in.flight.requests.per.connection": "5"})
+    assert s.producer_config()["max.in.flight.requests.per.connection"] == "5"  # the operator's choice wins
 
 
 def test_invalid_values_name_the_option(monkeypatch):

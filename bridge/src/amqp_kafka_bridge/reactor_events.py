@@ -194,7 +194,7 @@ class ReactorEvents:
             if t.closed:
                 self._detach(t, s)
         s.deadline = t.tick(self.reactor.now)
-        if self._update_here and not s.is_terminal and s.handler is None:
+        if self._update_here and not s.is_terminal and getattr(s, "handler", None) is None:
             self.io._selector.update(s)  # noqa: SLF001
         else:
             s.update()

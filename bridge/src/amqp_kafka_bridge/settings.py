@@ -239,6 +239,12 @@ class BridgeSettings(BaseSettings):
             # with 0 vs 2.3-2.9 ms with 1 ms (any linger > 0 costs a millisecond or more), for ~10 us more CPU
             # per message in librdkafka's broker thread and no rate lost (the sender, not the bridge, is the limit).
             "linger.ms": 0,
+            # One produce request in flight per broker: what arrives meanwhile goes in the next, bigger request
+            # (fewer requests for librdkafka and the broker to handle). Alternated, 20,000 messages one sender:
+            # bridge CPU 28.8 vs 36.8 us/msg, Kafka's 14-20 vs 17-21, rate +6 %, one-in-flight p50 the same;
+            # with 4 / 32 messages in flight, p50 1.38 / 4.32 ms vs 1.59 / 4.85, p99 4.1 / 10.3 vs 4.7 / 18.7.
+            # Ordering and idempotence hold at any value up to 5 (librdkafka's default).
+            "max.in.flight.requests.per.connection": 1,
             "message.timeout.ms": int(self.delivery_timeout_s * 1000),
             "message.max.bytes": max(self.max_message_bytes + 64 * 1024, 1_000_000),
         }
