@@ -320,3 +320,26 @@ def test_a_transfer_split_over_many_frames_is_read_whole(start_bridge, kafka_boo
     )
     assert result.outcomes == ["accepted"] * 3
     assert [r.value() for r in consume(kafka_bootstrap, topic, 3)] == [b"a", big, b"z"]
+
+
+def test_write_out_caches_a_transports_socket_only_while_it_belongs_to_that_transport():
+    from proton import Connection, Transport
+
+    class FakeSocket:
+        is_terminal = False
+
+        def __init__(self, transport: Transport) -> None:
+            self._transport = transport
+
+    transport = Transport(Transport.SERVER)
+    transport.bind(Connection())
+    first = transport._selectable = FakeSocket(transport)
+    assert hot_path._socket_of(transport._impl) is first
+    transport._selectable = FakeSocket(transport)
+    assert hot_path._socket_of(transport._impl) is first  # cached: no wrapper looked up
+    first.is_terminal = True  # the socket ended: the transport's current one is looked up again
+    assert hot_path._socket_of(transport._impl) is transport._selectable
+    other = Transport(Transport.SERVER)
+    hot_path._sockets[other._impl] = transport._selectable  # as if a freed transport's address were reused
+    other._selectable = FakeSocket(other)
+    assert hot_path._socket_of(other._impl) is other._selectable

@@ -234,6 +234,24 @@ class Sending:
 
 
 _out = bytearray(65536)
+_sockets: dict[Any, Any] = {}  # pn_transport_t * -> the reactor's selectable for its socket (write_out's cache)
+
+
+def _socket_of(transport: Any) -> Any:
+    """The selectable proton's reactor serves ``transport``'s socket with, or None (cached: a wrapper costs microseconds).
+
+    A cached entry is only used while it still belongs to that transport, so a transport freed
+    and another allocated at the same address cannot be given the old socket.
+    """
+    s = _sockets.get(transport)
+    if s is not None and not s.is_terminal and s._transport is not None and s._transport._impl == transport:  # noqa: SLF001
+        return s
+    s = getattr(Transport.wrap(transport), "_selectable", None)  # set by proton's reactor while it serves the socket
+    if s is not None:
+        if len(_sockets) >= 1024:
+            _sockets.clear()  # the ones of closed connections go too
+        _sockets[transport] = s
+    return s
 
 
 def write_out(links: Iterable[Link]) -> tuple[int, int]:
@@ -245,10 +263,12 @@ def write_out(links: Iterable[Link]) -> tuple[int, int]:
     inside the transport, so these are the bytes the reactor would have written.
 
     This is on the critical path of every acknowledgement, so it works on proton-c's
-    pointers (no wrappers for link, session and connection) and copies the frames into one
-    reused buffer. The socket's select interest is recomputed (``IOHandler.update``)
-    only when it changes: when frames are left, or the reactor was waiting to write.
+    pointers (no wrappers for link, session and connection; the socket cached per transport)
+    and copies the frames into one reused buffer. The socket's select interest is recomputed
+    (``IOHandler.update``) only when it changes: when frames are left, or the reactor was
+    waiting to write.
     """
+    global _out  # noqa: PLW0603 - one reused buffer (reactor thread, or a thread holding the reactor lock)
     written = left = 0
     seen = set()
     for link in links:
@@ -259,12 +279,10 @@ def write_out(links: Iterable[Link]) -> tuple[int, int]:
         pending = _transport_pending(transport)
         if pending <= 0:
             continue
-        wrapper = Transport.wrap(transport)
-        selectable = getattr(wrapper, "_selectable", None)  # set by proton's reactor while it serves the socket
+        selectable = _socket_of(transport)
         if selectable is None or selectable.is_terminal:
             left += 1
             continue
-        global _out  # noqa: PLW0603 - one reused buffer (reactor thread, or a thread holding the reactor lock)
         if pending > len(_out):
             _out = bytearray(max(pending, 2 * len(_out)))
         got = _transport_peek(transport, _from_buffer(_out), pending)
@@ -278,9 +296,9 @@ def write_out(links: Iterable[Link]) -> tuple[int, int]:
             continue
         _transport_pop(transport, sent)
         written += sent
-        if sent < pending or selectable.writing:
-            IOHandler.update(wrapper, selectable, selectable._reactor.now)  # noqa: SLF001 - the interest changed
-            left += sent < pending
+        if sent < got or selectable.writing:
+            IOHandler.update(selectable._transport, selectable, selectable._reactor.now)  # noqa: SLF001 - interest changed
+            left += sent < got
     return written, left
 
 
