@@ -1,8 +1,10 @@
 """Kafka plumbing off the reactor thread: one shared producer, one consumer per outbound link, an admin helper.
 
 The proton reactor must never block, so every Kafka call that can wait runs on a thread
-here, and results go back as items in a deque plus one ``wake()`` call, which the bridge
-turns into a single injected reactor event however many items are waiting.
+here, and results go back as items in a deque plus one call per batch: a ``Signal`` that
+wakes the reactor once however many items are waiting, or, for the producer's reports,
+``on_reports`` (which settles them on the report thread if the reactor is parked in
+``select``: ``amqp_kafka_bridge.reactor_lock``).
 """
 
 from __future__ import annotations
