@@ -304,6 +304,35 @@ def test_a_bug_in_a_hot_handler_is_contained_and_counted(start_bridge, unique_na
     assert 'bridge_kafka_errors_total{kind="internal"} 1.0' in _text(bridge.metrics.render())
 
 
+@pytest.mark.integration
+def test_the_records_of_a_burst_of_transfers_are_produced_together_when_it_ends(
+    start_bridge, kafka_bootstrap, unique_name, monkeypatch
+):
+    bridge = start_bridge()
+    from amqp_kafka_bridge.links import InboundLink
+
+    read, waiting = [0], []  # transfers read so far; per produce call, how many read ones were not produced yet
+    on_transfer, produce = InboundLink.on_transfer, bridge.core.producer.produce
+
+    def counting_read(self, dlv, data):
+        read[0] += 1
+        return on_transfer(self, dlv, data)
+
+    def counting_produce(record, token):
+        waiting.append(read[0] - len(waiting))
+        return produce(record, token)
+
+    monkeypatch.setattr(InboundLink, "on_transfer", counting_read)
+    monkeypatch.setattr(bridge.core.producer, "produce", counting_produce)
+    topic = unique_name("hot-burst")
+    bodies = [f"b{i}".encode() for i in range(200)]
+    result = send(bridge.url, topic, [Message(body=b, inferred=True) for b in bodies])  # written as fast as proton can
+    assert result.outcomes == ["accepted"] * 200
+    assert len(waiting) == 200
+    assert max(waiting) >= 10  # a produce call came after many transfers had been read: the burst went in together
+    assert [r.value() for r in consume(kafka_bootstrap, topic, 200)] == bodies  # in order, each once
+
+
 def _text(rendered: object) -> str:
     return rendered.decode() if isinstance(rendered, bytes) else str(rendered)
 

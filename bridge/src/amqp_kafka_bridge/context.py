@@ -25,6 +25,8 @@ class LinkContext:
     ``records_signal`` is what a link's consumer sets when it has records for the reactor.
     ``unflushed`` holds the links that counted messages since the metrics were last updated:
     the core calls their ``flush_metrics`` once per burst of events, not once per message.
+    ``producing`` holds the links with records queued in this burst: the core calls their
+    ``produce_queued`` when the burst ends.
     """
 
     settings: BridgeSettings
@@ -33,3 +35,4 @@ class LinkContext:
     producer: ProducerPump
     records_signal: Signal
     unflushed: set[Any] = field(default_factory=set)
+    producing: list[Any] = field(default_factory=list)

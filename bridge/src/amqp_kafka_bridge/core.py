@@ -175,11 +175,18 @@ class BridgeCore:
         return routine and not left and not self._closing and all(type(b) is InboundLink for b in acked)
 
     def on_burst_end(self) -> None:
-        """The reactor ran out of events after serving hot ones: bring the metrics up to date, once per burst."""
+        """The reactor ran out of events after serving hot ones: produce the burst's records, then bring the metrics up to date."""
+        self.produce_queued()
         unflushed = self.context.unflushed
         while unflushed:
             unflushed.pop().flush_metrics()
         self.metrics.in_flight.set(self.waiting_for_kafka())
+
+    def produce_queued(self) -> None:
+        """Hand the producer the records the links queued in this burst (``InboundLink.produce_queued``)."""
+        producing = self.context.producing
+        while producing:
+            producing.pop().produce_queued()
 
     def waiting_for_kafka(self) -> int:
         """AMQP deliveries produced to Kafka and not acknowledged yet (the ``bridge_in_flight_deliveries`` gauge)."""
@@ -219,6 +226,7 @@ class BridgeCore:
         Returns how many produced records Kafka never acknowledged (their deliveries stay unsettled,
         so their senders resend them).
         """
+        self.produce_queued()  # nothing is left normally: every burst ends before the reactor does
         unflushed = self.producer.flush(flush_timeout)
         self.producer.close(1.0)
         self.close()
