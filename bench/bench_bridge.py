@@ -45,6 +45,7 @@ from proton.handlers import MessagingHandler
 from proton.reactor import Container
 
 from bench.common import cpu_capped, cpu_seconds, process_tree
+from bench.lean_sender import lean_send
 from bench.results import Results, add_json_argument
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -282,6 +283,7 @@ def measure_raw(res: Results, run: Run) -> None:
         lat = send(url, "bench", run.latency_n, run.size, window=1).latencies
         res.figure("raw_p50", pct(lat, 0.5) * 1e3, "ms")
         res.figure("raw_p99", pct(lat, 0.99) * 1e3, "ms")
+        res.figure("raw_receive_lean", lean_rate(url, "bench", run), "msg/s", LEAN)
     finally:
         stop(raw)
 
@@ -354,15 +356,26 @@ def _cpu(pid: int | None) -> float:
     return cpu_seconds(pid) if pid else float("nan")
 
 
+LEAN = "with the lean sender (bench.lean_sender, ~7 us/msg): the receiving side's capacity, not the sender's"
+
+
+def lean_rate(url: str, address: str, run: Run) -> float:
+    """msg/s of ``3 * count`` messages from the lean sender (three times as many: it is ~10x as fast as ``send``)."""
+    s = lean_send(url, address, 3 * run.count, run.size)
+    return 3 * run.count / (s.t1 - s.t0)
+
+
 def into_kafka(url: str, run: Run, topic: str, pid: int | None) -> dict[str, float]:
     """AMQP -> Kafka through the bridge at ``url``: ``count`` messages to ``topic``, then one-in-flight latency;
-    CPU per message when the bridge's ``pid`` is known. Keys: ``in``, ``in_cpu_us_per_msg``, ``p50``, ``p99``."""
+    CPU per message when the bridge's ``pid`` is known. Keys: ``in``, ``in_cpu_us_per_msg``, ``p50``, ``p99``,
+    and ``in_lean`` (the rate with the lean sender)."""
     send(url, topic, 100, run.size)  # creates the topic, warms the producer
     cpu0 = _cpu(pid)
     s = send(url, topic, run.count, run.size)
     got = {"in_cpu_us_per_msg": (_cpu(pid) - cpu0) / run.count * 1e6, "in": run.count / (s.t1 - s.t0)}
     lat = send(url, topic, run.latency_n, run.size, window=1).latencies
     got["p50"], got["p99"] = pct(lat, 0.5) * 1e3, pct(lat, 0.99) * 1e3
+    got["in_lean"] = lean_rate(url, topic, run)
     return got
 
 
@@ -382,6 +395,7 @@ def through_bridge(url: str, run: Run, topic: str, read_back: str, pid: int | No
 FIGURES = {
     "in": ("msg/s", None),
     "in_cpu_us_per_msg": ("us/msg", None),
+    "in_lean": ("msg/s", LEAN),
     "p50": ("ms", None),
     "p99": ("ms", None),
     "out": ("msg/s", "steady state, after the group join"),
@@ -462,7 +476,7 @@ def measure_interleaved(res: Results, run: Run, rounds: int, other: tuple[str, i
     round's pair gives figures that hold (``ilv_*``). ``other`` (url, pid): a bridge this
     benchmark did not start joins each round (``ilv_other_*``).
     """
-    baselines = {"in": "raw_receive", "p50": "raw_p50", "out": "raw_send"}
+    baselines = {"in": "raw_receive", "in_lean": "raw_receive_lean", "p50": "raw_p50", "out": "raw_send"}
     sides = {"": "bridge", **({"other_": "other"} if other else {})}  # ratio prefix -> figure prefix
     keys = [*baselines.values(), *(f"{name}_{m}" for name in sides.values() for m in baselines)]
     pairs: dict[str, list[float]] = {f"{side}{m}": [] for side in sides for m in baselines}
@@ -486,6 +500,9 @@ def measure_interleaved(res: Results, run: Run, rounds: int, other: tuple[str, i
         print(f"  interleaved round {round_ + 1}/{rounds} (vs the raw loops): {line}", flush=True)
     for key in keys:
         res.figure(f"ilv_{key}", statistics.median(seen[key]), "ms" if key.endswith("p50") else "msg/s", f"median of {rounds}")
+    if other:
+        lean = [b / o for b, o in zip(seen["bridge_in_lean"], seen["other_in_lean"], strict=True)]
+        res.figure("ilv_in_lean_vs_other_ratio", statistics.median(lean), "x", f"median over {rounds} rounds of this/other")
     for key, values in pairs.items():
         res.figure(
             f"ilv_{key}_ratio", statistics.median(values), "x", f"median over {rounds} rounds of bridge/raw in the same round"
@@ -578,9 +595,10 @@ def measure(res: Results, run: Run, plan: Plan) -> None:
     measure_bridge(res, run, direct_topic)
     if plan.other:
         measure_other(res, run, *plan.other, direct_topic)
-        for fig, better in (("in", True), ("p50", False), ("p99", False), ("out", True)):
+        for fig, better in (("in", True), ("in_lean", True), ("p50", False), ("p99", False), ("out", True)):
             res.ratio(f"bridge_{fig}_vs_other", f"bridge_{fig}", f"other_{fig}", higher_is_better=better)
         res.ratio("other_in_vs_raw_receive", "other_in", "raw_receive")
+        res.ratio("other_in_lean_vs_raw_receive_lean", "other_in_lean", "raw_receive_lean")
         res.ratio("other_p50_vs_raw_p50", "other_p50", "raw_p50", higher_is_better=False)
         res.ratio("other_out_vs_raw_send", "other_out", "raw_send")
     if plan.compare_src is not None:
@@ -598,6 +616,7 @@ def measure(res: Results, run: Run, plan: Plan) -> None:
         measure_linger(res, run, plan.lingers)
     # The issue's "done when" targets, each against its baseline from this run.
     res.ratio("bridge_in_vs_raw_receive", "bridge_in", "raw_receive", target=1.0)
+    res.ratio("bridge_in_lean_vs_raw_receive_lean", "bridge_in_lean", "raw_receive_lean", target=1.0)
     res.ratio("bridge_in_vs_direct_produce", "bridge_in", "direct_produce")
     res.ratio(
         "bridge_in_cpu_vs_raw_receive_cpu", "bridge_in_cpu_us_per_msg", "raw_receive_cpu_us_per_msg", higher_is_better=False
@@ -623,12 +642,14 @@ def report(res: Results) -> str:
         lines = [
             f"bridge vs raw loops, interleaved, median of {res.params.get('interleave')} rounds:",
             f"  AMQP->Kafka {f['ilv_bridge_in']:,.0f} vs raw receive {f['ilv_raw_receive']:,.0f} msg/s: {f['ilv_in_ratio']:.2f}x (aim >= 1.0x)",
+            f"  AMQP->Kafka, lean sender {f['ilv_bridge_in_lean']:,.0f} vs raw receive {f['ilv_raw_receive_lean']:,.0f} msg/s: {f['ilv_in_lean_ratio']:.2f}x",
             f"  latency p50 {f['ilv_bridge_p50']:.2f} vs raw {f['ilv_raw_p50']:.2f} ms: {f['ilv_p50_ratio']:.2f}x (aim <= 1.5x)",
             f"  Kafka->AMQP {f['ilv_bridge_out']:,.0f} vs raw send {f['ilv_raw_send']:,.0f} msg/s: {f['ilv_out_ratio']:.2f}x (aim >= 1.0x)",
         ]  # fmt: skip
         if "ilv_other_in_ratio" in f:
             lines.append(
                 f"  other bridge ({res.params.get('other_url')}): AMQP->Kafka {f['ilv_other_in']:,.0f} msg/s {f['ilv_other_in_ratio']:.2f}x,"
+                f" lean sender {f['ilv_other_in_lean']:,.0f} msg/s {f['ilv_other_in_lean_ratio']:.2f}x (this bridge {f['ilv_in_lean_vs_other_ratio']:.2f}x of it),"
                 f" p50 {f['ilv_other_p50']:.2f} ms {f['ilv_other_p50_ratio']:.2f}x, Kafka->AMQP {f['ilv_other_out']:,.0f} msg/s"
                 f" {f['ilv_other_out_ratio']:.2f}x of the raw loops"
             )
@@ -646,6 +667,7 @@ def report(res: Results) -> str:
         f"bridge benchmark: {res.params['messages']} messages of {res.params['size']} bytes, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
         f"  raw proton receive loop        {f['raw_receive']:>10,.0f} msg/s   {f['raw_receive_cpu_us_per_msg']:6.0f} us CPU/msg",
         f"  AMQP->Kafka through bridge     {f['bridge_in']:>10,.0f} msg/s   {f['bridge_in_cpu_us_per_msg']:6.0f} us CPU/msg   {r['bridge_in_vs_raw_receive']:.2f}x of raw loop (aim >= 1.0x)",
+        f"  the same, lean sender          {f['bridge_in_lean']:>10,.0f} msg/s   raw loop {f['raw_receive_lean']:,.0f} msg/s: {r['bridge_in_lean_vs_raw_receive_lean']:.2f}x",
         f"  confluent-kafka direct produce {f['direct_produce']:>10,.0f} msg/s   bridge is {r['bridge_in_vs_direct_produce']:.2f}x of it",
         *workers,
         f"  raw proton send loop           {f['raw_send']:>10,.0f} msg/s   (bare bodies: {f['raw_send_plain']:,.0f} msg/s)",
@@ -674,7 +696,7 @@ def report(res: Results) -> str:
             f" out {f['other_out']:,.0f} msg/s ({r['other_out_vs_raw_send']:.2f}x raw send), {f['other_out_join']:.2f} s to join"
         )
         lines.append(
-            f"  this bridge vs other: in x{r['bridge_in_vs_other']:.2f}, p50 x{r['bridge_p50_vs_other']:.2f}, out x{r['bridge_out_vs_other']:.2f}"
+            f"  this bridge vs other: in x{r['bridge_in_vs_other']:.2f} (lean sender x{r['bridge_in_lean_vs_other']:.2f}), p50 x{r['bridge_p50_vs_other']:.2f}, out x{r['bridge_out_vs_other']:.2f}"
         )
     for name in [k for k in f if k.startswith("bridge_in_linger") and k.endswith("ms")]:
         tag = name.removeprefix("bridge_in_")

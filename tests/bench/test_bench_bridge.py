@@ -33,12 +33,36 @@ def test_interleaved_run_with_another_bridge_writes_every_figure_and_ratio(kafka
     for side in ("bridge", "other"):
         assert figures[f"ilv_{side}_in"]["value"] > 0 and figures[f"ilv_{side}_out"]["value"] > 0
         assert 0 < figures[f"ilv_{side}_p50"]["value"] < 1000  # ms, one message in flight
-    for ratio in ("in", "p50", "out", "other_in", "other_p50", "other_out"):
+        assert figures[f"ilv_{side}_in_lean"]["value"] > 0
+    for ratio in ("in", "in_lean", "p50", "out", "other_in", "other_in_lean", "other_p50", "other_out"):
         assert figures[f"ilv_{ratio}_ratio"]["value"] > 0
     # one round: the ratio is exactly this round's bridge figure over the raw loop's
     ilv = {k: v["value"] for k, v in figures.items()}
     assert ilv["ilv_in_ratio"] == pytest.approx(ilv["ilv_bridge_in"] / ilv["ilv_raw_receive"])
     assert ilv["ilv_other_out_ratio"] == pytest.approx(ilv["ilv_other_out"] / ilv["ilv_raw_send"])
+    assert ilv["ilv_in_lean_vs_other_ratio"] == pytest.approx(ilv["ilv_bridge_in_lean"] / ilv["ilv_other_in_lean"])
+
+
+def test_the_lean_sender_gets_each_message_accepted_once_and_in_order(kafka_bootstrap, start_bridge, unique_name):
+    """The lean sender's rate counts only what the bridge accepted, so each of its messages is in Kafka once."""
+    from bench.lean_sender import lean_send
+    from tests.bridge.helpers import consume
+
+    bridge = start_bridge()
+    topic = unique_name("lean")
+    sender = lean_send(bridge.url, topic, 3000, 40)
+    assert sender.settled == sender.sent == 3000 and sender.t1 > sender.t0
+    records = consume(kafka_bootstrap, topic, 3000)
+    assert len(records) == 3000 and {r.value() for r in records} == {b"x" * 40}
+    assert bridge.core.waiting_for_kafka() == 0
+
+
+def test_the_lean_sender_fails_loudly_when_a_message_is_not_accepted(start_bridge, unique_name):
+    from bench.lean_sender import lean_send
+
+    bridge = start_bridge(max_message_bytes=100)  # a 500-byte body is rejected
+    with pytest.raises(RuntimeError, match="outcome"):
+        lean_send(bridge.url, unique_name("lean-refused"), 10, 500)
 
 
 def test_the_raw_send_loop_sends_what_a_bridge_sends(kafka_bootstrap, start_bridge, unique_name):
