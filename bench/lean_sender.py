@@ -75,5 +75,7 @@ def lean_send(url: str, address: str, count: int, size: int) -> LeanSender:
     hot_path.install(container, routes)
     container.run()
     if sender.error or sender.settled != count:
-        raise RuntimeError(f"lean sender: {sender.error or f'{sender.settled} of {count} messages settled when the connection ended'}")
+        raise RuntimeError(
+            f"lean sender: {sender.error or f'{sender.settled} of {count} messages settled when the connection ended'}"
+        )
     return sender
