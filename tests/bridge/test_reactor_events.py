@@ -12,9 +12,10 @@ import socket
 import threading
 
 import pytest
-from amqp_kafka_bridge.reactor_events import ReactorEvents, handles
+from amqp_kafka_bridge.reactor_events import READ_SIZE, ReactorEvents, handles, push_all
 from amqp_kafka_bridge.reactor_lock import ParkingIOHandler, ReactorLock
-from proton import Message
+from proton import Collector, Connection, Endpoint, Message, Transport
+from proton import Event as ProtonEvent
 from proton._events import Event
 from proton._handler import Handler
 from proton._handlers import IOHandler, MessagingHandler
@@ -64,6 +65,57 @@ def test_nothing_but_the_io_handler_acts_on_the_served_events():
 
 
 # --- units -------------------------------------------------------------------------------------
+
+
+def test_push_all_gives_a_transport_more_than_its_input_buffer_takes_at_once():
+    """What the bridge reads per select (up to 64 KiB) reaches the transport whole, a frame cut at the end included."""
+    client, server = Connection(), Connection()
+    client_t, server_t = Transport(), Transport(Transport.SERVER)
+    client_t.bind(client)
+    server_t.bind(server)
+    events = Collector()
+    server.collect(events)
+    client.open()
+    session = client.session()
+    session.open()
+    sender = session.sender("s")
+    sender.open()
+
+    def pump() -> None:  # the client's bytes through push_all, the server's straight back
+        while client_t.pending() > 0 or server_t.pending() > 0:
+            out = client_t.peek(client_t.pending())
+            client_t.pop(len(out))
+            push_all(server_t, out)
+            back = server_t.peek(server_t.pending())
+            server_t.pop(len(back))
+            client_t.push(back)
+
+    pump()
+    server.open()
+    receiver = server.link_head(Endpoint.REMOTE_ACTIVE)
+    receiver.session.open()
+    receiver.open()
+    receiver.flow(500)
+    pump()
+    body = bytes(Message(body=b"y" * 150).encode())
+    for i in range(400):  # ~76 KB of frames
+        sender.delivery(b"%d" % i)
+        sender.send(body)
+        sender.advance()
+    wire = bytearray()
+    while client_t.pending() > 0:  # the client's output comes out 8 KiB at a time too
+        chunk = client_t.peek(client_t.pending())
+        client_t.pop(len(chunk))
+        wire += chunk
+    assert len(wire) > READ_SIZE > server_t.capacity()  # more than one read of the bridge, many times the buffer
+    push_all(server_t, wire[:READ_SIZE])  # one read: ends inside a frame
+    push_all(server_t, wire[READ_SIZE:])  # the next read
+    deliveries = 0
+    while events.peek():
+        deliveries += events.peek().type == ProtonEvent.DELIVERY
+        events.pop()
+    assert receiver.queued == 400 and deliveries >= 400
+    assert not server_t.condition  # no framing error: every byte went in once, in order
 
 
 def test_handles_sees_methods_in_children_and_an_overridden_on_unhandled():
