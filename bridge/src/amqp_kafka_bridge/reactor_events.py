@@ -15,10 +15,10 @@ CPU (~270 us per message, measured by thread with one message in flight).
 served event types. Two round trips through the collector go too: a readable socket is read
 as soon as ``select`` returns, and a socket's new interest goes to the selector at once
 rather than as a ``selectable_updated`` event. A read takes up to 64 KiB, not only what
-the transport's 8 KiB input buffer has room for (``READ_SIZE``, ``push_all``). An event type is only served when nothing
-else would see it: the application's handler tree must neither define its method nor
-override ``on_unhandled`` (checked once, at install); otherwise it goes through proton's
-dispatch as before. Errors, expiry, init and final (which frees a socket) stay with proton.
+the transport's 8 KiB input buffer has room for (``READ_SIZE``, ``push_all``). An event
+type is only served when nothing else would see it: the application's handler tree must
+neither define its method nor override ``on_unhandled`` (checked once, at install);
+otherwise it goes through proton's dispatch as before. Errors, expiry, init and final (which frees a socket) stay with proton.
 
 Pinned internals (``tests/bridge/test_reactor_events.py``): what ``IOHandler``'s methods do
 (``on_reactor_quiesced``, ``on_selectable_readable``, ``update``), that they read only
