@@ -305,25 +305,44 @@ def test_a_bug_in_a_hot_handler_is_contained_and_counted(start_bridge, unique_na
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("native_lane", [True, False], ids=["native-lane", "python-producer"])
 def test_the_records_of_a_burst_of_transfers_are_produced_together_when_it_ends(
-    start_bridge, kafka_bootstrap, unique_name, monkeypatch
+    start_bridge, kafka_bootstrap, unique_name, monkeypatch, native_lane
 ):
-    bridge = start_bridge()
+    bridge = start_bridge(native_lane=native_lane)
     from amqp_kafka_bridge.links import InboundLink
+    from amqp_kafka_bridge.producer_lane import LanePump
 
+    pump = bridge.core.producer
+    assert isinstance(pump, LanePump) == native_lane
     read, waiting = [0], []  # transfers read so far; per produce call, how many read ones were not produced yet
-    on_transfer, produce = InboundLink.on_transfer, bridge.core.producer.produce
+    on_transfer = InboundLink.on_transfer
 
     def counting_read(self, dlv, data):
         read[0] += 1
         return on_transfer(self, dlv, data)
 
-    def counting_produce(record, token):
-        waiting.append(read[0] - len(waiting))
-        return produce(record, token)
-
     monkeypatch.setattr(InboundLink, "on_transfer", counting_read)
-    monkeypatch.setattr(bridge.core.producer, "produce", counting_produce)
+    if native_lane:  # the link produces through the C lane's produce: count at a stand-in for the lane
+        lane = pump.lane
+
+        class CountingLane:
+            def __getattr__(self, name):
+                return getattr(lane, name)
+
+            def produce(self, *args):
+                waiting.append(read[0] - len(waiting))
+                return lane.produce(*args)
+
+        monkeypatch.setattr(pump, "lane", CountingLane())
+    else:
+        produce = pump.produce
+
+        def counting_produce(record, token):
+            waiting.append(read[0] - len(waiting))
+            return produce(record, token)
+
+        monkeypatch.setattr(pump, "produce", counting_produce)
     topic = unique_name("hot-burst")
     bodies = [b"%03d" % i + b"b" * 197 for i in range(200)]  # 200 transfers of ~230 bytes: one write of ~46 KB
     result = send(bridge.url, topic, [Message(body=b, inferred=True) for b in bodies])

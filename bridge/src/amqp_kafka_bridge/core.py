@@ -23,13 +23,15 @@ from concurrent.futures import Future
 from proton import Link
 from proton.reactor import EventInjector
 
+from amqp_kafka_bridge import producer_lane
 from amqp_kafka_bridge.context import LinkContext
 from amqp_kafka_bridge.converters import converter_for
 from amqp_kafka_bridge.errors import INTERNAL_ERROR, AmqpConditionError
 from amqp_kafka_bridge.hot_path import HotRoutes, Wakeups, write_out
 from amqp_kafka_bridge.kafka_io import ProducerPump, Signal, SourceSpec, TopicAdmin
 from amqp_kafka_bridge.links import BridgedLink, InboundLink, OutboundLink
-from amqp_kafka_bridge.metrics import BridgeMetrics
+from amqp_kafka_bridge.metrics import BridgeMetrics, histogram_bounds
+from amqp_kafka_bridge.producer_lane import LanePump
 from amqp_kafka_bridge.reactor_lock import ReactorLock
 from amqp_kafka_bridge.settings import BridgeSettings
 
@@ -49,8 +51,13 @@ class BridgeCore:
         self.records_signal = Signal(self.wakeups.register(self.on_kafka_records))
         self.checks_signal = Signal(self.wakeups.register(self.on_topic_checks))
         self.reactor_lock = ReactorLock()  # held by the reactor but in select: the reports' shortcut (on_reports)
-        stats = metrics.producer_stats_config(settings.kafka_stats_interval_s)
-        self.producer = ProducerPump({**settings.producer_config(), **stats}, self.on_reports)
+        config = {**settings.producer_config(), **metrics.producer_stats_config(settings.kafka_stats_interval_s)}
+        lane = producer_lane.load() if settings.native_lane else None
+        self.producer: ProducerPump | LanePump = (
+            LanePump(lane, config, self.on_reports, histogram_bounds(metrics.latency))
+            if lane
+            else ProducerPump(config, self.on_reports)
+        )
         self.admin = TopicAdmin(settings.admin_config(), settings.topic_partitions)
         self.context = LinkContext(settings, metrics, converter_for(settings.converter), self.producer, self.records_signal)
         self._links: dict[Link, BridgedLink] = {}
@@ -155,14 +162,18 @@ class BridgeCore:
         had) can wait for the reactor's next wake-up.
         """
         self.acks_signal.clear()
-        acks = self.producer.acks
+        acks, counts, failures = self.producer.settle()  # the native lane settled the acknowledged deliveries already
         acked: set[BridgedLink] = set()
-        routine = True
-        while acks:
-            ack = acks.popleft()
+        routine = not failures
+        for ack in acks:
             ack.token.on_ack(ack)
             acked.add(ack.token.link)
             routine = routine and ack.error is None
+        for bridged, lane_counts in counts:
+            bridged.on_lane_counts(lane_counts)
+            acked.add(bridged)
+        for bridged, delivery, error in failures:
+            bridged.on_failed_report(delivery, error)
         for bridged in acked:
             bridged.flush_credit()  # one flow per link per batch of reports
         written, left = write_out(b.link for b in acked if not b.closed)  # the outcomes leave now

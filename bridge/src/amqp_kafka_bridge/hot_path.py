@@ -73,6 +73,7 @@ decref = lib.pn_decref
 _link_recv = lib.pn_link_recv
 _new_delivery = lib.pn_delivery
 _from_buffer = ffi.from_buffer
+_cast = ffi.cast
 _unpack = ffi.unpack
 _link_session = lib.pn_link_session
 _session_connection = lib.pn_session_connection
@@ -100,6 +101,16 @@ class HotRoutes(dict[RawLink, HotLink]):
 
     def remove(self, link: Link) -> None:
         self.pop(raw_link(link), None)
+
+
+def address(delivery: RawDelivery) -> int:
+    """The address of a ``pn_delivery_t *``, as the native lane takes it (``producer_lane``)."""
+    return int(_cast("uintptr_t", delivery))
+
+
+def delivery_at(address: int) -> RawDelivery:
+    """The ``pn_delivery_t *`` at ``address`` (one the native lane gave back)."""
+    return _cast("pn_delivery_t *", address)
 
 
 def raw_link(link: Link) -> RawLink:

@@ -116,6 +116,11 @@ class ProducerPump:
             headers=list(record.headers) if record.headers else None,
         )
 
+    def settle(self) -> tuple[list[Ack], list[Any], list[Any]]:
+        """The reports waiting, as ``Ack`` s for their tokens (``LanePump.settle``'s shape: no per link counts or failures here)."""
+        acks = self.acks
+        return [acks.popleft() for _ in range(len(acks))], [], []
+
     def _run(self) -> None:
         acks = self.acks
         while not self._stop.is_set():

@@ -25,8 +25,9 @@ from amqp_kafka_bridge.converters import PARTITION_ANNOTATION, KafkaRecord
 from amqp_kafka_bridge.errors import DECODE_ERROR, INTERNAL_ERROR, INVALID_FIELD, MESSAGE_SIZE_EXCEEDED, AmqpConditionError
 from amqp_kafka_bridge.hot_path import ACCEPTED, MODIFIED, REJECTED, RELEASED, RawDelivery
 from amqp_kafka_bridge.kafka_io import Ack, ConsumerPump, SourceSpec
-from amqp_kafka_bridge.metrics import observe_many
+from amqp_kafka_bridge.metrics import observe_counts, observe_many
 from amqp_kafka_bridge.offsets import OffsetTracker
+from amqp_kafka_bridge.producer_lane import LaneCounts, LanePump
 
 log = logging.getLogger("bridge.links")
 
@@ -89,6 +90,11 @@ class InboundLink:
     of reports (``flush_credit``, called by the core after it handed out a batch), not one
     ``flow`` per delivery. The message object decoded into and the labelled metrics are the
     link's own, made once.
+
+    With the native lane (``amqp_kafka_bridge.producer_lane``) the link produces into its slot
+    and the lane settles what Kafka acknowledged in C: the link hears of it as counts
+    (``on_lane_counts``) and of each failure (``on_failed_report``). With the Python producer,
+    each report comes back to ``on_ack``.
     """
 
     role = "receiver"
@@ -105,13 +111,17 @@ class InboundLink:
         self._owed = 0  # credit freed by settled deliveries, given back by ``flush_credit``
         self._acked = self._acked_bytes = 0  # counted into the metrics by ``flush_metrics``
         self._latencies: list[float] = []
-        self._queued: list[tuple[KafkaRecord, _InFlight]] = []  # this burst's records, produced when it ends
+        self._queued: list[tuple[KafkaRecord, RawDelivery | None, int, float]] = []  # this burst's, produced when it ends
+        self._bucketed: list[tuple[float, tuple[int, ...]]] = []  # the lane's latency counts, for flush_metrics
         self._message = Message()  # decoded into for transfers read_plain leaves to proton: to_record keeps none of it
         self._receiving = hot_path.Receiving(link)
         self._raw_link = hot_path.raw_link(link)
         metrics = context.metrics
         self._messages_in = metrics.messages_in.labels(topic)
         self._bytes_in = metrics.bytes_in.labels(topic)
+        producer = context.producer
+        self._lane = producer if isinstance(producer, LanePump) else None
+        self._slot = producer.open_slot(self) if isinstance(producer, LanePump) else -1
 
     def start(self) -> None:
         """Topic is known good: open the credit window."""
@@ -178,7 +188,7 @@ class InboundLink:
             hot_path.incref(dlv)  # kept until Kafka's report settles it
         if not self._queued:
             context.producing.append(self)
-        self._queued.append((record, _InFlight(self, None if presettled else dlv, len(record.value or b""), time.perf_counter())))
+        self._queued.append((record, None if presettled else dlv, len(record.value or b""), time.perf_counter()))
         self.in_flight += 1
 
     def produce_queued(self) -> None:
@@ -190,18 +200,37 @@ class InboundLink:
         the requests carrying one, and Kafka spent ~300 us of CPU per request.
         """
         queued, self._queued = self._queued, []
-        produce = self.context.producer.produce
-        for record, pending in queued:
+        if self._lane is None:
+            produce = self.context.producer.produce
+            for record, dlv, size, started in queued:
+                try:
+                    produce(record, _InFlight(self, dlv, size, started))
+                except (BufferError, Exception) as exc:  # noqa: BLE001 - local queue full or client refused: never drop silently
+                    self._refused(dlv, exc)
+            return
+        lane_produce, slot, address = self._lane.lane.produce, self._slot, hot_path.address
+        for record, dlv, size, _started in queued:  # the lane stamps its own start (latency)
+            partition = record.partition
             try:
-                produce(record, pending)
-            except (BufferError, Exception) as exc:  # noqa: BLE001 - local queue full or client refused: never drop silently
-                self._refused(pending, exc)
+                lane_produce(
+                    slot,
+                    record.topic,
+                    record.value,
+                    record.key,
+                    -1 if partition is None else partition,
+                    record.timestamp_ms or 0,
+                    record.headers or None,
+                    0 if dlv is None else address(dlv),
+                    size,
+                    None,
+                )
+            except (BufferError, Exception) as exc:  # noqa: BLE001 - as above
+                self._refused(dlv, exc)
 
-    def _refused(self, pending: _InFlight, exc: Exception) -> None:
+    def _refused(self, dlv: RawDelivery | None, exc: Exception) -> None:
         """The producer would not take the record: reject the delivery if sending it again cannot help, else release it."""
         self.in_flight -= 1
         self.context.metrics.kafka_errors.labels("produce").inc()
-        dlv = pending.dlv
         error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
         refusal = _permanent_refusal(error, self.topic) if isinstance(error, KafkaError) else None
         if refusal is not None:  # sending it again cannot help
@@ -216,6 +245,7 @@ class InboundLink:
             hot_path.decref(dlv)
 
     def on_ack(self, pending: _InFlight, ack: Ack) -> None:
+        """The Python producer's report of one record."""
         self.in_flight -= 1
         if ack.error is None:
             self._acked += 1
@@ -231,19 +261,45 @@ class InboundLink:
             if ack.error is None:
                 hot_path.delivery_update(dlv, ACCEPTED)
                 hot_path.delivery_settle(dlv)
-            elif (refusal := _permanent_refusal(ack.error, self.topic)) is not None:
-                self._reject(dlv, *refusal)
-                return
+                self._owed += 1
             else:
-                self.context.metrics.released.labels(self.topic).inc()
-                log.warning(
-                    "kafka did not acknowledge in time, delivery released",
-                    extra={"link": self.name, "topic": self.topic, "error": ack.error.str()},
-                )
-                hot_path.settle(dlv, MODIFIED)
-            self._owed += 1
+                self._not_acknowledged(dlv, ack.error)
         finally:
             hot_path.decref(dlv)
+
+    def on_lane_counts(self, counts: LaneCounts) -> None:
+        """The native lane's reports for this link since the last batch (the acknowledged deliveries are settled)."""
+        self.in_flight -= counts.done
+        self._owed += counts.owed
+        if counts.acked:
+            self._acked += counts.acked
+            self._acked_bytes += counts.bytes
+            self._bucketed.append((counts.latency_sum, counts.buckets))
+
+    def on_failed_report(self, address: int, error: KafkaError) -> None:
+        """The native lane's report of a record Kafka did not take (``address``: its delivery, still referenced; 0 if pre-settled)."""
+        if not address:
+            self._owed += 1
+            return
+        dlv = hot_path.delivery_at(address)
+        try:
+            if not self.closed:
+                self._not_acknowledged(dlv, error)
+        finally:
+            hot_path.decref(dlv)
+
+    def _not_acknowledged(self, dlv: RawDelivery, error: KafkaError) -> None:
+        """Kafka did not take ``dlv``'s record: reject it if sending it again cannot help, else release it."""
+        if (refusal := _permanent_refusal(error, self.topic)) is not None:
+            self._reject(dlv, *refusal)
+            return
+        self.context.metrics.released.labels(self.topic).inc()
+        log.warning(
+            "kafka did not acknowledge in time, delivery released",
+            extra={"link": self.name, "topic": self.topic, "error": error.str()},
+        )
+        hot_path.settle(dlv, MODIFIED)
+        self._owed += 1
 
     def flush_credit(self) -> None:
         """Give back, in one ``flow``, the credit the reports handed out since the last call freed."""
@@ -260,6 +316,10 @@ class InboundLink:
         if self._latencies:
             latencies, self._latencies = self._latencies, []
             observe_many(self.context.metrics.latency, latencies)
+        if self._bucketed:
+            bucketed, self._bucketed = self._bucketed, []
+            for total, buckets in bucketed:
+                observe_counts(self.context.metrics.latency, enumerate(buckets), total)
 
     def _replenish(self, n: int) -> None:
         if not self.closed and not self.draining and self.ready:
@@ -275,6 +335,8 @@ class InboundLink:
         """Stop bridging (idempotent). Records of transfers already read are still produced; later reports only update the metrics."""
         if self._queued:
             self.produce_queued()
+        if self._lane is not None and not self.closed:
+            self._lane.close_slot(self._slot)  # what is in flight still settles into the metrics, not the peer
         self.closed = True
         self.flush_metrics()
 

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
@@ -41,10 +42,24 @@ def observe_many(histogram: Histogram, amounts: list[float]) -> None:
     for amount in amounts:
         index = bisect.bisect_left(bounds, amount)  # the first bound >= amount, as observe picks it
         counts[index] = counts.get(index, 0) + 1
-    histogram._sum.inc(math.fsum(amounts))  # noqa: SLF001 - see the docstring
-    for index, count in counts.items():
-        if index < len(buckets):
+    observe_counts(histogram, counts.items(), math.fsum(amounts))
+
+
+def observe_counts(histogram: Histogram, counts: Iterable[tuple[int, int]], total: float) -> None:
+    """Add amounts already counted into ``histogram``'s buckets (``(bucket index, count)``; ``total``: their sum).
+
+    For counts made elsewhere (the native lane counts its latencies in C, by ``histogram_bounds``).
+    """
+    buckets = histogram._buckets  # noqa: SLF001 - see observe_many
+    histogram._sum.inc(total)  # noqa: SLF001
+    for index, count in counts:
+        if count and index < len(buckets):
             buckets[index].inc(count)
+
+
+def histogram_bounds(histogram: Histogram) -> tuple[float, ...]:
+    """The upper bounds of ``histogram``'s buckets, ``+Inf`` last (what ``observe_counts`` indexes)."""
+    return tuple(histogram._upper_bounds)  # noqa: SLF001 - see observe_many
 
 
 class BridgeMetrics:

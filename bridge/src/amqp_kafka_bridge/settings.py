@@ -67,6 +67,11 @@ class BridgeSettings(BaseSettings):
     link_credit: int = Field(default=1000, gt=0, description="max unsettled deliveries per link, both directions")
     delivery_timeout_s: float = Field(default=30.0, gt=0, description="Kafka ack deadline; then the delivery is released")
     auto_create_topics: bool = True
+    native_lane: bool = Field(
+        default=True,
+        description="produce and settle AMQP->Kafka deliveries in the bridge's C extension (producer_lane); "
+        "false, or where it is not built: confluent-kafka's Python producer",
+    )
     topic_partitions: int = Field(default=1, gt=0, description="partitions of topics the bridge creates")
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     on_released: Policy = "redeliver"
