@@ -61,7 +61,33 @@ class Signal:
             self._pending = False
 
 
-class ProducerPump:
+class PolledProducer:
+    """A producer whose delivery reports a thread of its own serves (``_run``), calling ``on_reports`` when some are in."""
+
+    def __init__(self, on_reports: Callable[[], None]) -> None:
+        self._on_reports = on_reports
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bridge-producer", daemon=True)
+        self.last_error: str | None = None
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def flush(self, timeout: float) -> int:
+        """Wait up to ``timeout`` for outstanding reports; returns how many are still outstanding."""
+        raise NotImplementedError
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.flush(timeout)
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+
+
+class ProducerPump(PolledProducer):
     """The bridge's idempotent producer (``acks=all``) and the thread that serves its delivery reports.
 
     ``produce`` is non-blocking and may be called from the reactor thread; reports land in
@@ -71,17 +97,11 @@ class ProducerPump:
     """
 
     def __init__(self, config: dict[str, Any], on_reports: Callable[[], None]) -> None:
+        super().__init__(on_reports)
         self._config = dict(config, error_cb=self._on_error, logger=_client_log)
         self.producer = Producer(self._config)
         self.acks: deque[Ack] = deque()
-        self._on_reports = on_reports
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bridge-producer", daemon=True)
-        self.last_error: str | None = None
         self._fatal = False
-
-    def start(self) -> None:
-        self._thread.start()
 
     def _on_error(self, err: KafkaError) -> None:
         self.last_error = str(err)
@@ -131,14 +151,7 @@ class ProducerPump:
                 self._replace_fatal_producer()
 
     def flush(self, timeout: float) -> int:
-        """Wait up to ``timeout`` for outstanding reports; returns how many are still outstanding."""
         return self.producer.flush(timeout)
-
-    def close(self, timeout: float = 5.0) -> None:
-        self.flush(timeout)
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2)
 
     def reachable(self, timeout: float = 2.0) -> bool:
         try:

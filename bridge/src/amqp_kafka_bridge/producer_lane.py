@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import importlib
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException
 
-from amqp_kafka_bridge.kafka_io import Ack
+from amqp_kafka_bridge.kafka_io import Ack, PolledProducer
 
 log = logging.getLogger("bridge.kafka")
 _client_log = logging.getLogger("bridge.librdkafka")
@@ -88,7 +87,7 @@ def _as_config(config: dict[str, Any]) -> tuple[dict[str, str], Callable[[str], 
     return out, stats_cb
 
 
-class LanePump:
+class LanePump(PolledProducer):
     """The bridge's idempotent producer, native lane (see the module docstring); ``ProducerPump``'s interface.
 
     ``open_slot(link)`` gives a receiving link the slot it produces its deliveries into with
@@ -100,16 +99,10 @@ class LanePump:
     def __init__(
         self, module: Any, config: dict[str, Any], on_reports: Callable[[], None], latency_bounds: tuple[float, ...]
     ) -> None:
+        super().__init__(on_reports)
         settings, self._stats_cb = _as_config(config)
         self.lane = module.Lane(settings, latency_bounds, lambda code: KafkaException(KafkaError(code)))
         self.links: dict[int, Any] = {}  # slot -> the link producing into it (until the slot is freed)
-        self._on_reports = on_reports
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bridge-producer", daemon=True)
-        self.last_error: str | None = None
-
-    def start(self) -> None:
-        self._thread.start()
 
     def open_slot(self, link: Any) -> int:
         slot = self.lane.open_slot()
@@ -172,14 +165,7 @@ class LanePump:
                 self._stats_cb(text)
 
     def flush(self, timeout: float) -> int:
-        """Wait up to ``timeout`` for outstanding reports; returns how many are still outstanding."""
         return self.lane.flush(int(timeout * 1000))
-
-    def close(self, timeout: float = 5.0) -> None:
-        self.flush(timeout)
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2)
 
     def reachable(self, timeout: float = 2.0) -> bool:
         return self.lane.reachable(int(timeout * 1000))
