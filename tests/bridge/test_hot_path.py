@@ -284,20 +284,22 @@ def test_every_transfer_and_outcome_of_bridged_links_takes_the_hot_path(start_br
 
 
 @pytest.mark.integration
-def test_a_bug_in_a_hot_handler_is_contained_and_counted(start_bridge, unique_name, monkeypatch):
-    bridge = start_bridge()
+@pytest.mark.parametrize("native_lane", [True, False], ids=["native-lane", "python-producer"])
+def test_a_bug_in_a_hot_handler_is_contained_and_counted(start_bridge, unique_name, monkeypatch, native_lane):
+    bridge = start_bridge(native_lane=native_lane)
+    assert (bridge.core.serve is not None) == native_lane  # transfers read in C by the lane, or by the Python collector
     from amqp_kafka_bridge.links import InboundLink
 
     calls = []
-    original = InboundLink.on_transfer
+    original = InboundLink.on_transfer_at
 
-    def failing_once(self, dlv, data):
+    def failing_once(self, address, data, presettled):
         if not calls:
             calls.append(1)
             raise RuntimeError("boom")
-        return original(self, dlv, data)
+        return original(self, address, data, presettled)
 
-    monkeypatch.setattr(InboundLink, "on_transfer", failing_once)
+    monkeypatch.setattr(InboundLink, "on_transfer_at", failing_once)
     topic = unique_name("hot-bug")
     result = send(bridge.url, topic, [Message(body=b"a", inferred=True), Message(body=b"b", inferred=True)], timeout=5)
     assert result.outcomes[1:] == ["accepted"]  # the reactor kept going; the failed one stays unsettled (resent by its peer)
@@ -316,13 +318,13 @@ def test_the_records_of_a_burst_of_transfers_are_produced_together_when_it_ends(
     pump = bridge.core.producer
     assert isinstance(pump, LanePump) == native_lane
     read, waiting = [0], []  # transfers read so far; per produce call, how many read ones were not produced yet
-    on_transfer = InboundLink.on_transfer
+    on_transfer = InboundLink.on_transfer_at
 
-    def counting_read(self, dlv, data):
+    def counting_read(self, address, data, presettled):
         read[0] += 1
-        return on_transfer(self, dlv, data)
+        return on_transfer(self, address, data, presettled)
 
-    monkeypatch.setattr(InboundLink, "on_transfer", counting_read)
+    monkeypatch.setattr(InboundLink, "on_transfer_at", counting_read)
     if native_lane:  # the link produces through the C lane's produce: count at a stand-in for the lane
         lane = pump.lane
 

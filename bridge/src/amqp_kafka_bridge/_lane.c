@@ -23,6 +23,7 @@
 #include <Python.h>
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,7 +91,22 @@ static struct {
     void (*update)(void *, uint64_t);
     void (*settle)(void *);
     int (*decref)(void *);
+    void *(*incref)(void *);
+    void *(*collector_peek)(void *);
+    bool (*collector_pop)(void *); /* bool as proton declares it: only its low byte is defined */
+    int (*event_type)(void *);
+    void *(*event_delivery)(void *);
+    void *(*delivery_link)(void *);
+    bool (*link_is_sender)(void *);
+    bool (*delivery_aborted)(void *);
+    bool (*delivery_partial)(void *);
+    bool (*delivery_readable)(void *);
+    bool (*delivery_settled)(void *);
+    size_t (*delivery_pending)(void *);
+    ssize_t (*link_recv)(void *, char *, size_t);
+    bool (*link_advance)(void *);
 } pn;
+static int pn_delivery_event; /* PN_DELIVERY, from python-qpid-proton (load) */
 #define PN_ACCEPTED 0x24
 
 static int loaded = 0;
@@ -143,6 +159,20 @@ static int resolve(const char *rdkafka_path, const char *proton_path) {
     RESOLVE(p, pn, update, "pn_delivery_update");
     RESOLVE(p, pn, settle, "pn_delivery_settle");
     RESOLVE(p, pn, decref, "pn_decref");
+    RESOLVE(p, pn, incref, "pn_incref");
+    RESOLVE(p, pn, collector_peek, "pn_collector_peek");
+    RESOLVE(p, pn, collector_pop, "pn_collector_pop");
+    RESOLVE(p, pn, event_type, "pn_event_type");
+    RESOLVE(p, pn, event_delivery, "pn_event_delivery");
+    RESOLVE(p, pn, delivery_link, "pn_delivery_link");
+    RESOLVE(p, pn, link_is_sender, "pn_link_is_sender");
+    RESOLVE(p, pn, delivery_aborted, "pn_delivery_aborted");
+    RESOLVE(p, pn, delivery_partial, "pn_delivery_partial");
+    RESOLVE(p, pn, delivery_readable, "pn_delivery_readable");
+    RESOLVE(p, pn, delivery_settled, "pn_delivery_settled");
+    RESOLVE(p, pn, delivery_pending, "pn_delivery_pending");
+    RESOLVE(p, pn, link_recv, "pn_link_recv");
+    RESOLVE(p, pn, link_advance, "pn_link_advance");
     if (rk.version() < 0x02000000) {
         PyErr_Format(PyExc_ImportError, "the native lane needs librdkafka 2.0 or later, found 0x%x", rk.version());
         return -1;
@@ -655,8 +685,14 @@ static PyObject *Lane_events(Lane *self, PyObject *unused) {
     pthread_mutex_unlock(&self->lock);
     PyObject *out = PyList_New(n);
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (out)
-            PyList_SET_ITEM(out, i, Py_BuildValue("(iiis)", events[i].kind, events[i].code, events[i].fatal, events[i].text));
+        if (out) { /* librdkafka's text is not promised to be UTF-8 */
+            PyObject *item = Py_BuildValue("(iiiN)", events[i].kind, events[i].code, events[i].fatal,
+                                           PyUnicode_DecodeUTF8(events[i].text, (Py_ssize_t)strlen(events[i].text), "replace"));
+            if (item)
+                PyList_SET_ITEM(out, i, item);
+            else
+                Py_CLEAR(out);
+        }
         free(events[i].text);
     }
     free(events);
@@ -737,9 +773,77 @@ static PyTypeObject LaneType = {
     .tp_doc = "One idempotent librdkafka producer whose reports settle AMQP deliveries in C.",
 };
 
+/* ---- the receiving side: transfers read below proton's Python dispatch ---- */
+
+static PyObject *on_transfer_name;
+
+/* serve(collector, receiving) -> (event, served)
+ *
+ * Serves the delivery events at the head of the reactor's collector (``collector``, a
+ * pn_collector_t address) whose link is a receiving link in ``receiving`` (link address ->
+ * target): an aborted transfer is settled; a partial one waits for its next frame; a whole one is
+ * read, its delivery referenced, and handed to ``target.on_transfer_at(address, data,
+ * presettled)``, which owns that reference from then on. Stops at the first other event and
+ * returns its address (0: the collector is empty) for Python's dispatch, and how many it served.
+ * An exception from a target is raised with its event already popped. */
+static PyObject *serve(PyObject *module, PyObject *args) {
+    PyObject *collector_address, *receiving;
+    if (!PyArg_ParseTuple(args, "OO!", &collector_address, &PyDict_Type, &receiving))
+        return NULL;
+    void *collector = PyLong_AsVoidPtr(collector_address);
+    if (!collector)
+        return NULL;
+    Py_ssize_t served = 0;
+    void *event;
+    while ((event = pn.collector_peek(collector))) {
+        if (pn.event_type(event) != pn_delivery_event)
+            break;
+        void *dlv = pn.event_delivery(event);
+        void *link = pn.delivery_link(dlv);
+        PyObject *key = PyLong_FromVoidPtr(link);
+        if (!key)
+            return NULL;
+        PyObject *target = PyDict_GetItemWithError(receiving, key);
+        Py_DECREF(key);
+        if (!target) {
+            if (PyErr_Occurred())
+                return NULL;
+            break; /* not a link of ours, or one the bridge sends on: Python's dispatch */
+        }
+        PyObject *result = Py_None;
+        Py_INCREF(result);
+        if (pn.delivery_aborted(dlv)) {
+            pn.settle(dlv);
+        } else if (!pn.delivery_partial(dlv) && pn.delivery_readable(dlv)) {
+            size_t pending = pn.delivery_pending(dlv);
+            PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)pending);
+            if (!data)
+                return NULL;
+            ssize_t got = pending ? pn.link_recv(link, PyBytes_AS_STRING(data), pending) : 0;
+            pn.link_advance(link);
+            if (got < (ssize_t)pending && _PyBytes_Resize(&data, got > 0 ? got : 0) < 0)
+                return NULL;
+            pn.incref(dlv);
+            PyObject *address = PyLong_FromVoidPtr(dlv);
+            PyObject *presettled = PyBool_FromLong(pn.delivery_settled(dlv));
+            Py_DECREF(result);
+            result = address ? PyObject_CallMethodObjArgs(target, on_transfer_name, address, data, presettled, NULL) : NULL;
+            Py_XDECREF(address);
+            Py_DECREF(presettled);
+            Py_DECREF(data);
+        }
+        pn.collector_pop(collector);
+        served++;
+        if (!result)
+            return NULL;
+        Py_DECREF(result);
+    }
+    return Py_BuildValue("(Nn)", PyLong_FromVoidPtr(event), served);
+}
+
 static PyObject *load(PyObject *module, PyObject *args) {
     const char *rdkafka_path, *proton_path;
-    if (!PyArg_ParseTuple(args, "ss", &rdkafka_path, &proton_path))
+    if (!PyArg_ParseTuple(args, "ssi", &rdkafka_path, &proton_path, &pn_delivery_event))
         return NULL;
     if (!loaded && resolve(rdkafka_path, proton_path) < 0)
         return NULL;
@@ -747,12 +851,16 @@ static PyObject *load(PyObject *module, PyObject *args) {
 }
 
 static PyMethodDef module_methods[] = {{"load", load, METH_VARARGS, "Resolve librdkafka's and proton-c's functions from these files."},
+                                       {"serve", serve, METH_VARARGS, "Serve the receiving links' delivery events at the head of a collector."},
                                        {NULL}};
 
 static struct PyModuleDef lane_module = {PyModuleDef_HEAD_INIT, "_lane", "The bridge's native produce lane.", -1, module_methods};
 
 PyMODINIT_FUNC PyInit__lane(void) {
     if (PyType_Ready(&LaneType) < 0)
+        return NULL;
+    on_transfer_name = PyUnicode_InternFromString("on_transfer_at");
+    if (!on_transfer_name)
         return NULL;
     PyObject *m = PyModule_Create(&lane_module);
     if (!m)

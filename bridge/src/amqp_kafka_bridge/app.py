@@ -40,7 +40,9 @@ class Bridge:
         self.container = Container(self.handler, global_handler=io)
         self.container.container_id = f"bridge-{settings.mode}"
         # The bridged links' delivery and flow events skip proton's Python dispatch (amqp_kafka_bridge.hot_path).
-        self.hot = install(self.container, self.core.routes, on_error=self.metrics.kafka_errors.labels("internal").inc)
+        self.hot = install(
+            self.container, self.core.routes, on_error=self.metrics.kafka_errors.labels("internal").inc, serve=self.core.serve
+        )
         self.hot.on_idle.append(self.core.on_burst_end)
         # ... and so do the reactor's own IO events (amqp_kafka_bridge.reactor_events)
         self.reactor_events = ReactorEvents(self.container, io)

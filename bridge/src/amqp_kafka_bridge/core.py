@@ -53,6 +53,7 @@ class BridgeCore:
         self.reactor_lock = ReactorLock()  # held by the reactor but in select: the reports' shortcut (on_reports)
         config = {**settings.producer_config(), **metrics.producer_stats_config(settings.kafka_stats_interval_s)}
         lane = producer_lane.load() if settings.native_lane else None
+        self.serve = lane.serve if lane else None  # the native lane's reader of transfers, for the hot collector
         self.producer: ProducerPump | LanePump = (
             LanePump(lane, config, self.on_reports, histogram_bounds(metrics.latency))
             if lane

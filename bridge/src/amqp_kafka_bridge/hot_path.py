@@ -94,17 +94,30 @@ class HotLink(Protocol):
 
 
 class HotRoutes(dict[RawLink, HotLink]):
-    """``pn_link_t *`` -> the bridged link whose hot events skip proton's dispatch (reactor thread only)."""
+    """``pn_link_t *`` -> the bridged link whose hot events skip proton's dispatch (reactor thread only).
+
+    ``receiving`` holds the receiving links among them whose transfers the native lane's
+    ``serve`` reads (those with ``on_transfer_at``), by link address.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.receiving: dict[int, HotLink] = {}
 
     def add(self, link: Link, target: HotLink) -> None:
-        self[raw_link(link)] = target
+        raw = raw_link(link)
+        self[raw] = target
+        if link.is_receiver and hasattr(target, "on_transfer_at"):
+            self.receiving[address(raw)] = target
 
     def remove(self, link: Link) -> None:
-        self.pop(raw_link(link), None)
+        raw = raw_link(link)
+        self.pop(raw, None)
+        self.receiving.pop(address(raw), None)
 
 
 def address(delivery: RawDelivery) -> int:
-    """The address of a ``pn_delivery_t *``, as the native lane takes it (``producer_lane``)."""
+    """The address of a proton-c object (a ``pn_delivery_t *``, ``pn_link_t *``...), as the native lane takes it (``producer_lane``)."""
     return int(_cast("uintptr_t", delivery))
 
 
@@ -125,9 +138,13 @@ class HotCollector(Collector):
     with ``on_error`` and the event is consumed, so one link's bug cannot stop the reactor.
     """
 
-    def __init__(self, routes: HotRoutes, on_error: Any = None) -> None:
+    def __init__(
+        self, routes: HotRoutes, on_error: Any = None, serve: Callable[[int, dict], tuple[int, int]] | None = None
+    ) -> None:
         super().__init__()
         self.routes = routes
+        self._serve = serve  # the native lane's reader of receiving links' transfers (producer_lane), or None
+        self._address = address(self._impl)
         self.on_error = on_error
         self.on_idle: list[Callable[[], None]] = []  # called when the events run out after hot ones were served
         self.fast: dict[int, Callable[[Any], bool]] = {}  # other event types served by direct calls (reactor_events)
@@ -136,8 +153,22 @@ class HotCollector(Collector):
 
     def peek(self) -> Event | None:
         impl, routes, fast = self._impl, self.routes, self.fast
+        read_transfers, receiving, collector = self._serve, routes.receiving, self._address
         while True:
-            raw = lib.pn_collector_peek(impl)
+            if read_transfers is not None and receiving:
+                try:
+                    at, served = read_transfers(collector, receiving)  # the transfers at the head, read and handed over in C
+                except Exception:  # noqa: BLE001 - from a link's on_transfer_at; its event is consumed
+                    self.served += 1
+                    self._busy = True
+                    self._failed("on_transfer_at")
+                    continue
+                if served:
+                    self.served += served
+                    self._busy = True
+                raw = lib.pn_collector_peek(impl) if at else NULL
+            else:
+                raw = lib.pn_collector_peek(impl)
             if not raw:
                 if not self._busy:
                     return None
@@ -183,11 +214,12 @@ class HotCollector(Collector):
             self.on_error()
 
 
-def install(container: Any, routes: HotRoutes, on_error: Any = None) -> HotCollector:
-    """Give ``container`` (not yet running, no connection made) a :class:`HotCollector` over ``routes``."""
+def install(container: Any, routes: HotRoutes, on_error: Any = None, serve: Any = None) -> HotCollector:
+    """Give ``container`` (not yet running, no connection made) a :class:`HotCollector` over ``routes``
+    (``serve``: the native lane's reader of transfers, ``producer_lane``; None: read here)."""
     if not isinstance(getattr(container, "_collector", None), Collector):
         raise RuntimeError("proton's container has no _collector: the hot path needs the python-qpid-proton it was pinned to")
-    collector = HotCollector(routes, on_error)
+    collector = HotCollector(routes, on_error, serve)
     container._collector = collector  # noqa: SLF001 - connections made from now on report to it (pinned)
     return collector
 

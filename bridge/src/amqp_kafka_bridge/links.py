@@ -111,7 +111,7 @@ class InboundLink:
         self._owed = 0  # credit freed by settled deliveries, given back by ``flush_credit``
         self._acked = self._acked_bytes = 0  # counted into the metrics by ``flush_metrics``
         self._latencies: list[float] = []
-        self._queued: list[tuple[KafkaRecord, RawDelivery | None, int, float]] = []  # this burst's, produced when it ends
+        self._queued: list[tuple[KafkaRecord, int, int, float]] = []  # this burst's (delivery address, 0 if pre-settled)
         self._bucketed: list[tuple[float, tuple[int, ...]]] = []  # the lane's latency counts, for flush_metrics
         self._message = Message()  # decoded into for transfers read_plain leaves to proton: to_record keeps none of it
         self._receiving = hot_path.Receiving(link)
@@ -149,24 +149,30 @@ class InboundLink:
         self._replenish(1)
 
     def on_raw_delivery(self, dlv: RawDelivery) -> None:
-        """A delivery event on this link (hot path): a complete transfer is read and bridged."""
+        """A delivery event on this link, from the Python collector (without the native lane's ``serve``)."""
         if hot_path.delivery_aborted(dlv):
             hot_path.delivery_settle(dlv)
             return
         data = self._receiving.take(dlv)
         if data is None:
             return  # more frames to come
-        if self.closed:
-            hot_path.settle(dlv, RELEASED)
-            return
-        self.on_transfer(dlv, data)
+        hot_path.incref(dlv)
+        self.on_transfer_at(hot_path.address(dlv), data, bool(hot_path.delivery_remotely_settled(dlv)))
 
-    def on_transfer(self, dlv: RawDelivery, data: bytes) -> None:
+    def on_transfer_at(self, address: int, data: bytes, presettled: bool) -> None:
+        """A whole transfer of the delivery at ``address``, which this link now holds a reference to: bridge it.
+
+        The native lane's ``serve`` calls this straight from the collector; the reference is
+        let go here unless the record is queued (then when Kafka's report settles it).
+        """
+        if self.closed:
+            self._let_go(address, RELEASED)
+            return
         context = self.context
         settings = context.settings
         if len(data) > settings.max_message_bytes:
             too_big = f"message of {len(data)} bytes exceeds the limit of {settings.max_message_bytes}"
-            self._reject(dlv, AmqpConditionError(MESSAGE_SIZE_EXCEEDED, too_big), "size")
+            self._reject_at(address, AmqpConditionError(MESSAGE_SIZE_EXCEEDED, too_big), "size")
             return
         converter = context.converter
         try:
@@ -176,20 +182,32 @@ class InboundLink:
                 msg.decode(data)
             record = converter.to_record(msg, self.topic, settings.key_property)
         except AmqpConditionError as exc:
-            self._reject(dlv, exc, exc.reason)
+            self._reject_at(address, exc, exc.reason)
             return
         except Exception as exc:  # noqa: BLE001 - proton's decode errors have no common base
-            self._reject(dlv, AmqpConditionError(DECODE_ERROR, f"undecodable message: {exc}"), "decode-error")
+            self._reject_at(address, AmqpConditionError(DECODE_ERROR, f"undecodable message: {exc}"), "decode-error")
             return
-        presettled = hot_path.delivery_remotely_settled(dlv)
-        if presettled:
-            hot_path.delivery_settle(dlv)  # at-most-once, as the sender asked; credit still waits for the ack
-        else:
-            hot_path.incref(dlv)  # kept until Kafka's report settles it
+        if presettled:  # at-most-once, as the sender asked; credit still waits for the ack
+            self._let_go(address, None)
+            address = 0
         if not self._queued:
             context.producing.append(self)
-        self._queued.append((record, None if presettled else dlv, len(record.value or b""), time.perf_counter()))
+        self._queued.append((record, address, len(record.value or b""), time.perf_counter()))
         self.in_flight += 1
+
+    def _let_go(self, address: int, outcome: int | None) -> None:
+        """Settle the delivery at ``address`` (with ``outcome``, or as it is) and drop this link's reference to it."""
+        dlv = hot_path.delivery_at(address)
+        if outcome is None:
+            hot_path.delivery_settle(dlv)
+        else:
+            hot_path.settle(dlv, outcome)
+        hot_path.decref(dlv)
+
+    def _reject_at(self, address: int, error: AmqpConditionError, reason: str) -> None:
+        dlv = hot_path.delivery_at(address)
+        self._reject(dlv, error, reason)
+        hot_path.decref(dlv)
 
     def produce_queued(self) -> None:
         """Hand the records of this burst's transfers to the producer (the core calls it when the burst ends).
@@ -201,15 +219,15 @@ class InboundLink:
         """
         queued, self._queued = self._queued, []
         if self._lane is None:
-            produce = self.context.producer.produce
-            for record, dlv, size, started in queued:
+            produce, delivery_at = self.context.producer.produce, hot_path.delivery_at
+            for record, address, size, started in queued:
                 try:
-                    produce(record, _InFlight(self, dlv, size, started))
+                    produce(record, _InFlight(self, delivery_at(address) if address else None, size, started))
                 except (BufferError, Exception) as exc:  # noqa: BLE001 - local queue full or client refused: never drop silently
-                    self._refused(dlv, exc)
+                    self._refused(address, exc)
             return
-        lane_produce, slot, address = self._lane.lane.produce, self._slot, hot_path.address
-        for record, dlv, size, _started in queued:  # the lane stamps its own start (latency)
+        lane_produce, slot = self._lane.lane.produce, self._slot
+        for record, address, size, _started in queued:  # the lane stamps its own start (latency)
             partition = record.partition
             try:
                 lane_produce(
@@ -220,17 +238,18 @@ class InboundLink:
                     -1 if partition is None else partition,
                     record.timestamp_ms or 0,
                     record.headers or None,
-                    0 if dlv is None else address(dlv),
+                    address,
                     size,
                     None,
                 )
             except (BufferError, Exception) as exc:  # noqa: BLE001 - as above
-                self._refused(dlv, exc)
+                self._refused(address, exc)
 
-    def _refused(self, dlv: RawDelivery | None, exc: Exception) -> None:
+    def _refused(self, address: int, exc: Exception) -> None:
         """The producer would not take the record: reject the delivery if sending it again cannot help, else release it."""
         self.in_flight -= 1
         self.context.metrics.kafka_errors.labels("produce").inc()
+        dlv = hot_path.delivery_at(address) if address else None
         error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
         refusal = _permanent_refusal(error, self.topic) if isinstance(error, KafkaError) else None
         if refusal is not None:  # sending it again cannot help

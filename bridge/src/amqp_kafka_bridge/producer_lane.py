@@ -57,7 +57,7 @@ def load() -> Any:
         # The built extension, by name: it has no source, so the import graph (lint-cycles) would see the package.
         _lane = importlib.import_module(f"{__package__}._lane")
 
-        _lane.load(_librdkafka_path(), cproton_ffi.__file__)
+        _lane.load(_librdkafka_path(), cproton_ffi.__file__, cproton_ffi.lib.PN_DELIVERY)
         _loaded = _lane
     except (ImportError, OSError) as exc:
         _why_not = str(exc)
