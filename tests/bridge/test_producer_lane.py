@@ -103,6 +103,22 @@ def test_python_tokens_come_back_as_acks(pump, unique_name):
     assert counts == [] and failures == []
 
 
+def test_a_burst_is_produced_in_one_call_and_its_refusals_come_back_in_order(pump, kafka_bootstrap, unique_name):
+    topic, link = unique_name("lane-burst"), object()
+    slot = pump.open_slot(link)
+    queued = [(KafkaRecord(topic, b"r%d" % i, b"k", None, None, (), None), 0, 2, 0.0) for i in range(10)]
+    queued[3] = (KafkaRecord(topic, b"x" * 2_000_000), 0, 2_000_000, 0.0)  # past message.max.bytes
+    queued[7] = (KafkaRecord(topic, b"r7", None, None, None, (("h", b"v"),), 1_700_000_000_000), 0, 2, 0.0)
+    refused = pump.lane.produce_queued(slot, queued)
+    assert [type(exc) for _address, exc in refused] == [KafkaException]
+    assert refused[0][1].args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE
+    _acks, counts, _failures = _settle_until(pump, 9)
+    assert sum(c.acked for _l, c in counts) == 9
+    records = consume(kafka_bootstrap, topic, 9)
+    assert [r.value() for r in records] == [b"r%d" % i for i in range(10) if i != 3]  # in order, each once
+    assert records[6].headers() == [("h", b"v")] and records[6].timestamp()[1] == 1_700_000_000_000
+
+
 def test_refusals_raise_what_the_python_producer_raises(pump, lane_module, kafka_bootstrap):
     slot = pump.open_slot(object())
     with pytest.raises(KafkaException) as refused:

@@ -1,12 +1,18 @@
-/* The bridge's native produce lane: AMQP deliveries -> librdkafka -> settled, without Python per report.
+/* The bridge's native lane: AMQP transfers -> librdkafka -> settled deliveries, with Python only to convert.
  *
- * Profiled at capacity, a third of the bridge's CPU per message went to the Python around each
- * record's trip to Kafka: confluent-kafka's produce (argument parsing, a per-record callback
- * object), the delivery-report callback run in Python on the poll thread (taking the GIL from
- * the reactor), and the reactor's per-report settle. This module does that trip in C over the
- * same C libraries the bridge already loads (librdkafka from confluent-kafka, proton-c from
- * python-qpid-proton), found in the running process with dlopen/dlsym: nothing is linked at
- * build time and no C header of either library is needed, only Python's.
+ * Profiled at capacity, most of the bridge's CPU per message went to Python around the
+ * conversion itself: reading each transfer through proton's cffi calls (the collector loop,
+ * the delivery's checks, the read, its address), confluent-kafka's produce (argument parsing,
+ * a per-record callback object), the delivery-report callback run in Python on the poll thread
+ * (taking the GIL from the reactor), and the reactor's per-report settle. This module does all
+ * of that in C over the same C libraries the bridge already loads (librdkafka from
+ * confluent-kafka, proton-c from python-qpid-proton), found in the running process with
+ * dlopen/dlsym: nothing is linked at build time and no C header of either library is needed,
+ * only Python's.
+ *
+ * serve() reads the transfers of the receiving links at the head of the reactor's collector
+ * and hands each whole one (bytes, and its delivery's address, referenced) to the link's
+ * on_transfer_at, which decodes and converts it in Python and queues the record.
  *
  * A Lane owns one idempotent librdkafka producer. produce() takes a record and the raw
  * pn_delivery_t it came from (referenced by the caller) or a Python token; librdkafka's delivery
@@ -18,7 +24,9 @@
  *
  * Links are numbered slots: a closed slot's later reports only count; a slot is reused once it
  * is closed and nothing of it is in flight.
- */
+ *
+ * proton-c is used only from the thread that runs the reactor, or one holding its lock, as
+ * everywhere in the bridge; librdkafka's callbacks touch only this module's own lists. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <dlfcn.h>
@@ -442,41 +450,39 @@ static PyObject *Lane_close_slot(Lane *self, PyObject *arg) {
     return PyBool_FromLong(!s->used); /* freed now, or with its last report */
 }
 
-/* produce(slot, topic, value, key, partition, timestamp_ms, headers, delivery, size, token) */
-static PyObject *Lane_produce(Lane *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 10) {
-        PyErr_SetString(PyExc_TypeError, "produce(slot, topic, value, key, partition, timestamp_ms, headers, delivery, size, token)");
-        return NULL;
-    }
-    Py_ssize_t slot = PyLong_AsSsize_t(args[0]);
-    const char *topic = PyUnicode_AsUTF8(args[1]);
+/* One record to librdkafka: 0, or -1 with the exception set (BufferError: the local queue is full;
+ * error_factory's: librdkafka refused it). ``partition`` and ``timestamp`` may be None (the
+ * partitioner's choice; Kafka stamps it); ``dlv`` is the delivery's address (0: none). */
+static int produce_one(Lane *self, Py_ssize_t slot, PyObject *topic_obj, PyObject *value_obj, PyObject *key_obj, PyObject *partition_obj,
+                       PyObject *timestamp_obj, PyObject *headers_obj, PyObject *dlv_obj, PyObject *size_obj, PyObject *token) {
+    const char *topic = PyUnicode_AsUTF8(topic_obj);
     if (!topic)
-        return NULL;
+        return -1;
     char *value = NULL, *key = NULL;
     Py_ssize_t value_len = 0, key_len = 0;
-    if (args[2] != Py_None && PyBytes_AsStringAndSize(args[2], &value, &value_len) < 0)
-        return NULL;
-    if (args[3] != Py_None && PyBytes_AsStringAndSize(args[3], &key, &key_len) < 0)
-        return NULL;
-    long partition = PyLong_AsLong(args[4]);
-    long long timestamp = PyLong_AsLongLong(args[5]);
-    void *dlv = PyLong_AsVoidPtr(args[7]);
-    long size = PyLong_AsLong(args[8]);
+    if (value_obj != Py_None && PyBytes_AsStringAndSize(value_obj, &value, &value_len) < 0)
+        return -1;
+    if (key_obj != Py_None && PyBytes_AsStringAndSize(key_obj, &key, &key_len) < 0)
+        return -1;
+    long partition = partition_obj == Py_None ? -1 : PyLong_AsLong(partition_obj);
+    long long timestamp = timestamp_obj == Py_None ? 0 : PyLong_AsLongLong(timestamp_obj);
+    void *dlv = PyLong_AsVoidPtr(dlv_obj);
+    long size = PyLong_AsLong(size_obj);
     if (PyErr_Occurred())
-        return NULL;
+        return -1;
     slot_t *s = NULL;
     if (slot >= 0) {
         if (slot >= self->n_slots || !self->slots[slot].used) {
             PyErr_Format(PyExc_ValueError, "no open slot %zd", slot);
-            return NULL;
+            return -1;
         }
         s = &self->slots[slot];
     }
     rd_kafka_headers_t *headers = NULL;
-    if (args[6] != Py_None && PyObject_IsTrue(args[6])) {
-        PyObject *seq = PySequence_Fast(args[6], "headers must be a sequence of (name, bytes) pairs");
+    if (headers_obj != Py_None && PyObject_IsTrue(headers_obj)) {
+        PyObject *seq = PySequence_Fast(headers_obj, "headers must be a sequence of (name, bytes) pairs");
         if (!seq)
-            return NULL;
+            return -1;
         Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
         headers = rk.headers_new(n);
         for (Py_ssize_t i = 0; i < n; i++) {
@@ -490,7 +496,7 @@ static PyObject *Lane_produce(Lane *self, PyObject *const *args, Py_ssize_t narg
                     PyErr_SetString(PyExc_TypeError, "a header must be a (str, bytes) pair");
                 rk.headers_destroy(headers);
                 Py_DECREF(seq);
-                return NULL;
+                return -1;
             }
             rk.header_add(headers, name, nlen, hv, hv ? hlen : -1);
         }
@@ -500,9 +506,10 @@ static PyObject *Lane_produce(Lane *self, PyObject *const *args, Py_ssize_t narg
     if (!st) {
         if (headers)
             rk.headers_destroy(headers);
-        return PyErr_NoMemory();
+        PyErr_NoMemory();
+        return -1;
     }
-    st->token = args[9] == Py_None ? NULL : args[9];
+    st->token = token == Py_None ? NULL : token;
     Py_XINCREF(st->token);
     st->dlv = dlv;
     st->slot = (int32_t)slot;
@@ -523,18 +530,78 @@ static PyObject *Lane_produce(Lane *self, PyObject *const *args, Py_ssize_t narg
         free(st); /* the delivery's reference stays the caller's: it settles the refusal */
         if (err == ERR_QUEUE_FULL) {
             PyErr_SetString(PyExc_BufferError, "local producer queue is full");
-            return NULL;
+            return -1;
         }
         PyObject *exc = PyObject_CallFunction(self->error_factory, "i", err);
         if (exc) {
             PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
             Py_DECREF(exc);
         }
-        return NULL;
+        return -1;
     }
     if (s)
         s->in_flight++;
+    return 0;
+}
+
+/* produce(slot, topic, value, key, partition, timestamp_ms, headers, delivery, size, token) */
+static PyObject *Lane_produce(Lane *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "produce(slot, topic, value, key, partition, timestamp_ms, headers, delivery, size, token)");
+        return NULL;
+    }
+    Py_ssize_t slot = PyLong_AsSsize_t(args[0]);
+    if (slot == -1 && PyErr_Occurred())
+        return NULL;
+    if (produce_one(self, slot, args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8], args[9]) < 0)
+        return NULL;
     Py_RETURN_NONE;
+}
+
+/* produce_queued(slot, queued) -> [(delivery, exception)]
+ *
+ * A link's burst in one call: ``queued`` is a list of (record, delivery, size, started), the
+ * record a KafkaRecord (topic, value, key, partition, offset, headers, timestamp_ms: its field
+ * order). Returns the ones librdkafka would not take, each with what produce would have raised,
+ * in order; their deliveries' references stay the caller's. */
+static PyObject *Lane_produce_queued(Lane *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyList_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "produce_queued(slot, list of (record, delivery, size, started))");
+        return NULL;
+    }
+    Py_ssize_t slot = PyLong_AsSsize_t(args[0]);
+    if (slot == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *queued = args[1], *refused = PyList_New(0);
+    if (!refused)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(queued); i++) {
+        PyObject *item = PyList_GET_ITEM(queued, i), *record;
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) < 3 || !PyTuple_Check(record = PyTuple_GET_ITEM(item, 0)) ||
+            PyTuple_GET_SIZE(record) != 7) {
+            PyErr_SetString(PyExc_TypeError, "a queued item is (KafkaRecord, delivery, size, started)");
+        } else if (produce_one(self, slot, PyTuple_GET_ITEM(record, 0), PyTuple_GET_ITEM(record, 1), PyTuple_GET_ITEM(record, 2),
+                               PyTuple_GET_ITEM(record, 3), PyTuple_GET_ITEM(record, 6), PyTuple_GET_ITEM(record, 5),
+                               PyTuple_GET_ITEM(item, 1), PyTuple_GET_ITEM(item, 2), Py_None) == 0) {
+            continue;
+        }
+        /* refused (or malformed): hand it back with its exception, never drop it */
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        PyErr_NormalizeException(&type, &value, &traceback);
+        PyObject *pair = PyTuple_Pack(2, PyTuple_Check(item) && PyTuple_GET_SIZE(item) > 1 ? PyTuple_GET_ITEM(item, 1) : Py_None,
+                                      value ? value : Py_None);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(traceback);
+        if (!pair || PyList_Append(refused, pair) < 0) {
+            Py_XDECREF(pair);
+            Py_DECREF(refused);
+            return NULL;
+        }
+        Py_DECREF(pair);
+    }
+    return refused;
 }
 
 static Py_ssize_t pending_reports(Lane *self) {
@@ -751,6 +818,7 @@ static PyMethodDef Lane_methods[] = {
     {"open_slot", (PyCFunction)Lane_open_slot, METH_NOARGS, "A slot for one link's deliveries."},
     {"close_slot", (PyCFunction)Lane_close_slot, METH_O, "The link closed: its later reports only count. True if the slot is free now."},
     {"produce", (PyCFunction)(void (*)(void))Lane_produce, METH_FASTCALL, "Hand one record to librdkafka."},
+    {"produce_queued", (PyCFunction)(void (*)(void))Lane_produce_queued, METH_FASTCALL, "Hand a link's burst of records to librdkafka."},
     {"poll", (PyCFunction)Lane_poll, METH_O, "Serve librdkafka's callbacks (GIL released)."},
     {"settle", (PyCFunction)Lane_settle, METH_NOARGS, "Accept and settle what Kafka acknowledged."},
     {"events", (PyCFunction)Lane_events, METH_NOARGS, "librdkafka's errors, logs and statistics since the last call."},

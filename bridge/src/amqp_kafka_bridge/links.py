@@ -226,24 +226,8 @@ class InboundLink:
                 except (BufferError, Exception) as exc:  # noqa: BLE001 - local queue full or client refused: never drop silently
                     self._refused(address, exc)
             return
-        lane_produce, slot = self._lane.lane.produce, self._slot
-        for record, address, size, _started in queued:  # the lane stamps its own start (latency)
-            partition = record.partition
-            try:
-                lane_produce(
-                    slot,
-                    record.topic,
-                    record.value,
-                    record.key,
-                    -1 if partition is None else partition,
-                    record.timestamp_ms or 0,
-                    record.headers or None,
-                    address,
-                    size,
-                    None,
-                )
-            except (BufferError, Exception) as exc:  # noqa: BLE001 - as above
-                self._refused(address, exc)
+        for address, exc in self._lane.lane.produce_queued(self._slot, queued):  # the whole burst in one C call
+            self._refused(address, exc)
 
     def _refused(self, address: int, exc: Exception) -> None:
         """The producer would not take the record: reject the delivery if sending it again cannot help, else release it."""
