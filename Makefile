@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: system-packages proton-check setup up down status demo test test-brokers test-unit bench lint lint-cycles dist dist-env cluster-up cluster-down cluster-test cluster-clean
+.PHONY: system-packages proton-check lane-check setup up down status demo test test-brokers test-unit bench lint lint-cycles dist dist-env cluster-up cluster-down cluster-test cluster-clean
 
 # The venv is rebuilt only when requirements.txt changes; the JVM parts are fetched only
 # when their cache stamps are missing, so a warm `make setup` touches no registry.
@@ -54,7 +54,14 @@ proton-check:
 
 setup: $(VENV)/.installed
 	@$(MAKE) --no-print-directory proton-check
+	@$(MAKE) --no-print-directory lane-check
 	@$(PY) -m services fetch
+
+# The bridge's native lane is compiled when the bridge is installed (bridge/hatch_build.py); without
+# a C compiler or Python's headers the bridge runs on its Python producer, slower: say so here.
+LANE_OK := from amqp_kafka_bridge import producer_lane as p; import sys; sys.exit(0 if p.load() else 1)
+lane-check:
+	@$(PY) -c '$(LANE_OK)' 2>/dev/null || echo "warning: the bridge's native lane was not built (a C compiler and Python's headers are needed: Debian python3-dev); the bridge works without it, at about half the capacity, and its lane tests fail. Install them and run: $(PY) -m pip install -e ./bridge"
 
 # BROKER=artemis|activemq|rabbitmq chooses the AMQP broker (artemis by default); `down` stops any.
 up: setup

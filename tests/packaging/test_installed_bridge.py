@@ -1,4 +1,4 @@
-"""The bridge's wheel in a new venv: the command works and pyspark stays out."""
+"""The bridge's wheel in a new venv: the command works, its native lane loads and pyspark stays out."""
 
 from __future__ import annotations
 
@@ -35,3 +35,8 @@ def test_a_new_venv_with_the_bridge_wheel_has_the_command_and_no_pyspark(
 
     where = user.run([str(user.python), "-c", "import amqp_kafka_bridge; print(amqp_kafka_bridge.__file__)"], timeout=120)
     assert Path(where.stdout.strip()).is_relative_to(user.root), where.stdout + where.stderr
+
+    # the wheel carries the native lane, and it finds the venv's own librdkafka and proton-c
+    lane = "from amqp_kafka_bridge import producer_lane as p; m = p.load(); print(m.__file__ if m else f'none: {p._why_not}')"
+    native = user.run([str(user.python), "-c", lane], timeout=120)
+    assert Path(native.stdout.strip()).is_relative_to(user.root), native.stdout + native.stderr

@@ -14,6 +14,10 @@ event) of a link registered in its :class:`HotRoutes`, hands the raw ``pn_delive
 event (opens, closes, errors, timers, injected events, deliveries on links the bridge does
 not bridge) goes on to proton's usual dispatch unchanged.
 
+With the native lane (``producer_lane``), the delivery events of receiving links are served
+one step lower still: ``peek`` first lets the lane's ``serve`` read the transfers at the head
+of the collector in C, and takes over at the first other event.
+
 After a batch of Kafka reports or records, :func:`write_out` writes the connections'
 pending frames to their sockets at once, instead of on the reactor's next pass through
 ``select`` and its Python dispatch (measured: ~100 us of the one-in-flight latency).

@@ -1,12 +1,14 @@
-"""The producer whose delivery reports settle AMQP deliveries in C: ``LanePump``, over the ``_lane`` extension.
+"""The native lane: ``LanePump``, the producer whose reports settle AMQP deliveries in C, over the ``_lane`` extension.
 
-At capacity a third of the bridge's CPU per message was the Python around each record's trip
-to Kafka: confluent-kafka's ``produce``, a report callback per record run in Python on the poll
-thread (taking the GIL from the reactor), and a settle per report on the reactor. The
-``_lane`` extension (``_lane.c``) does that trip over the same librdkafka and proton-c the
-process has loaded: a receiving link hands it each record with its raw delivery, and
-``settle`` accepts and settles the acknowledged ones in C, returning per link counts; only
-failures and dead letters come back to Python, one by one.
+At capacity most of the bridge's CPU per message was the Python around the conversion: reading
+each transfer through proton's cffi calls, confluent-kafka's ``produce``, a report callback per
+record run in Python on the poll thread (taking the GIL from the reactor), and a settle per
+report on the reactor. The ``_lane`` extension (``_lane.c``) does all of it over the same
+librdkafka and proton-c the process has loaded: its ``serve`` reads the receiving links'
+transfers below the hot collector (``hot_path``) and hands each to its link as bytes and a
+referenced delivery's address; the link converts it and hands its burst of records to
+``Lane.produce_queued``; ``settle`` accepts and settles the acknowledged ones in C, returning
+per link counts. Only failures and dead letters come back to Python, one by one.
 
 ``LanePump`` has :class:`~amqp_kafka_bridge.kafka_io.ProducerPump`'s interface (``produce``
 with a Python token, ``settle``, ``flush``, ``close``, ``reachable``) plus the slots receiving
