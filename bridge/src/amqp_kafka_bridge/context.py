@@ -13,6 +13,7 @@ from typing import Any
 from amqp_kafka_bridge.converters import MessageConverter
 from amqp_kafka_bridge.kafka_io import ProducerPump, Signal
 from amqp_kafka_bridge.metrics import BridgeMetrics
+from amqp_kafka_bridge.producer_lane import LanePump
 from amqp_kafka_bridge.settings import BridgeSettings
 
 
@@ -21,7 +22,8 @@ class LinkContext:
     """Shared by every link of one bridge; used on the reactor thread only.
 
     ``converter`` is the configured body format, chosen once; ``producer`` is the bridge's one
-    Kafka producer (its reports come back to each link's ``on_ack`` through the core);
+    Kafka producer, the native lane or the Python one (its reports come back to the links
+    through the core: per link counts and failures from the lane, an ``on_ack`` per record else);
     ``records_signal`` is what a link's consumer sets when it has records for the reactor.
     ``unflushed`` holds the links that counted messages since the metrics were last updated:
     the core calls their ``flush_metrics`` once per burst of events, not once per message.
@@ -32,7 +34,7 @@ class LinkContext:
     settings: BridgeSettings
     metrics: BridgeMetrics
     converter: MessageConverter
-    producer: ProducerPump
+    producer: ProducerPump | LanePump
     records_signal: Signal
     unflushed: set[Any] = field(default_factory=set)
     producing: list[Any] = field(default_factory=list)
