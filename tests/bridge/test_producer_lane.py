@@ -119,6 +119,27 @@ def test_a_burst_is_produced_in_one_call_and_its_refusals_come_back_in_order(pum
     assert records[6].headers() == [("h", b"v")] and records[6].timestamp()[1] == 1_700_000_000_000
 
 
+def test_a_renewed_producer_takes_over_and_the_old_ones_records_come_back(pump, kafka_bootstrap, unique_name):
+    """What the poll thread does after a fatal error: a new producer; what the old one still held is reported."""
+    topic, link = unique_name("lane-renew"), object()
+    slot = pump.open_slot(link)
+    for i in range(200):
+        pump.lane.produce(slot, topic, b"a%d" % i, None, -1, 0, None, 0, 1, None)
+    pump.lane.renew()  # purges the old producer: its records are acknowledged or come back as failures
+    for i in range(100):
+        pump.lane.produce(slot, topic, b"b%d" % i, None, -1, 0, None, 0, 1, None)
+    _acks, counts, failures = _settle_until(pump, 300)
+    acked = sum(c.acked for _l, c in counts)
+    assert acked + len(failures) == 300 and all(link_ is link for link_, _dlv, _e in failures)
+    assert pump.reachable(5.0)
+    assert pump.lane.fatal is False
+    values = [r.value() for r in consume(kafka_bootstrap, topic, acked)]
+    assert [v for v in values if v.startswith(b"b")] == [b"b%d" % i for i in range(100)]  # the new producer's, in order
+    with pytest.raises(ValueError, match="not 0"):
+        lane_module_serve = producer_lane.load().serve
+        lane_module_serve(0, {})
+
+
 def test_refusals_raise_what_the_python_producer_raises(pump, lane_module, kafka_bootstrap):
     slot = pump.open_slot(object())
     with pytest.raises(KafkaException) as refused:

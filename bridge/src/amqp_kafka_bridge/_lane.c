@@ -228,6 +228,8 @@ typedef struct {
     PyObject_HEAD
     rd_kafka_t *rk;
     rd_kafka_conf_t *conf; /* a copy, for a replacement after a fatal error */
+    rd_kafka_t *retired[4]; /* producers replaced after a fatal error: kept until the next replacements, see renew */
+    int n_retired;
     pthread_mutex_t lock;  /* reports and events: appended on librdkafka's threads */
     report_t *reports;
     Py_ssize_t n_reports, cap_reports;
@@ -384,7 +386,10 @@ static void Lane_dealloc(Lane *self) {
         rk.purge(k, PURGE_F_QUEUE | PURGE_F_INFLIGHT);
         rk.flush(k, 1000);
         rk.destroy(k);
+        for (int i = 0; i < self->n_retired; i++)
+            rk.destroy(self->retired[i]);
         Py_END_ALLOW_THREADS
+        self->n_retired = 0;
     }
     for (Py_ssize_t i = 0; i < self->n_reports; i++)
         free_state(self->reports[i].st);
@@ -776,10 +781,20 @@ static PyObject *Lane_renew(Lane *self, PyObject *unused) {
     rd_kafka_t *old = self->rk;
     self->rk = fresh; /* produce runs with the GIL held: it sees one or the other */
     self->fatal = 0;
+    /* flush and reachable use the handle with the GIL released (another thread may be inside
+     * either now): the old one is emptied but destroyed only four replacements later. */
+    rd_kafka_t *expired = NULL;
+    if (self->n_retired == 4) {
+        expired = self->retired[0];
+        memmove(self->retired, self->retired + 1, 3 * sizeof(rd_kafka_t *));
+        self->n_retired = 3;
+    }
+    self->retired[self->n_retired++] = old;
     Py_BEGIN_ALLOW_THREADS
     rk.purge(old, PURGE_F_QUEUE | PURGE_F_INFLIGHT);
-    rk.flush(old, 5000);
-    rk.destroy(old);
+    rk.flush(old, 5000); /* what it held is reported as failures: released */
+    if (expired)
+        rk.destroy(expired);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
@@ -859,8 +874,11 @@ static PyObject *serve(PyObject *module, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OO!", &collector_address, &PyDict_Type, &receiving))
         return NULL;
     void *collector = PyLong_AsVoidPtr(collector_address);
-    if (!collector)
+    if (!collector) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "serve needs the address of the reactor's pn_collector_t, not 0");
         return NULL;
+    }
     Py_ssize_t served = 0;
     void *event;
     while ((event = pn.collector_peek(collector))) {
