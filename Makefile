@@ -12,7 +12,10 @@ export PYTHONPATH := $(CURDIR)
 # when their cache stamps are missing, so a warm `make setup` touches no registry.
 DISTRIBUTIONS := message_model connectors bridge
 
-$(VENV)/.installed: requirements.txt $(foreach d,$(DISTRIBUTIONS),$(d)/pyproject.toml)
+# The native lane's C sources too: an editable install compiles them only when installed.
+LANE_SOURCES := $(wildcard bridge/src/amqp_kafka_bridge/*.c bridge/src/amqp_kafka_bridge/*.h)
+
+$(VENV)/.installed: requirements.txt $(foreach d,$(DISTRIBUTIONS),$(d)/pyproject.toml) $(LANE_SOURCES)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "Python 3.10+ is needed as $(PYTHON)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(MAKE) --no-print-directory system-packages

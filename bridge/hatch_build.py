@@ -1,4 +1,4 @@
-"""Builds the bridge's native produce lane (``src/amqp_kafka_bridge/_lane.c``) into the wheel, and in place for editable installs.
+"""Builds the bridge's native produce lane (``src/amqp_kafka_bridge/_lane.c``, ``_plain_record.c``) into the wheel, and in place for editable installs.
 
 The extension needs only a C compiler and Python's headers: it finds librdkafka and proton-c
 in the running process (see ``_lane.c``). Without a compiler the wheel is built without it and
@@ -35,6 +35,7 @@ class LaneBuildHook(BuildHookInterface):
             "-std=gnu11",
             f"-I{sysconfig.get_paths()['include']}",
             source.name,  # relative (run in its folder): no path of this machine in the object
+            "_plain_record.c",
             "-o",
             built.name,
             "-ldl",

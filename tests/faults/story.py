@@ -226,14 +226,40 @@ class Story:
         expected = closed_windows(accepted, WATERMARK_MS)
         starts = {w["window_start"] for w in expected}
 
-        def done() -> bool:
+        def missing() -> tuple[int, int]:
             with self._lock:
                 readings = {reading_key(v) for v in self._kafka[self.settings.temperature_topic]}
                 windows = {json.loads(v)["window_start"] for v in self._kafka[self.settings.max_topic]}
-            return keys <= readings and starts <= windows
+            return len(keys - readings), len(starts - windows)
 
-        wait_for(done, timeout, "every accepted reading on Kafka and every closed window on Kafka max", interval=0.5)
+        try:
+            wait_for(lambda: missing() == (0, 0), timeout, "every accepted reading and closed window on Kafka", interval=0.5)
+        except AssertionError as exc:
+            readings, windows = missing()
+            raise AssertionError(
+                f"{exc}: {readings} of {len(keys)} readings and {windows} of {len(starts)} windows missing; "
+                f"running: {', '.join(f'{n} {c.running()}' for n, c in self.vital_children().items())}; "
+                f"the bridge's last warnings: {self._last_warnings('bridge')}"
+            ) from None
         return expected
+
+    def _last_warnings(self, name: str, count: int = 5) -> list[str]:
+        """The last ``count`` distinct warnings, errors and rejections a child logged, librdkafka's lines left out."""
+        log = self.children[name].log_file
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        latest: dict[str, str] = {}  # message -> its last occurrence, in the order of last occurrence
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(entry, dict) or entry.get("logger") == "bridge.librdkafka":
+                continue
+            if entry.get("level") in {"warning", "error"} or entry.get("msg") == "delivery rejected":
+                msg = str(entry.get("msg"))
+                latest.pop(msg, None)
+                latest[msg] = f"{entry.get('ts')} {msg} {entry.get('error', entry.get('reason', ''))}"[:300]
+        return list(latest.values())[-count:]
 
     def outcome(self, accepted: list[Reading], expected: list[dict]) -> Outcome:
         """Read every output back (call after :meth:`stop_all`)."""

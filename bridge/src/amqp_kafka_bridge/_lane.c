@@ -10,9 +10,11 @@
  * dlopen/dlsym: nothing is linked at build time and no C header of either library is needed,
  * only Python's.
  *
- * serve() reads the transfers of the receiving links at the head of the reactor's collector
- * and hands each whole one (bytes, and its delivery's address, referenced) to the link's
- * on_transfer_at, which decodes and converts it in Python and queues the record.
+ * serve() reads the transfers of the receiving links at the head of the reactor's collector.
+ * A link registered as an Inlet (the raw converter) has each message of the common shape
+ * converted to its record in C (_plain_record.c) and queued; every other transfer goes whole
+ * (bytes, and its delivery's address, referenced) to the link's on_transfer_at, which decodes
+ * and converts it in Python and queues the record.
  *
  * A Lane owns one idempotent librdkafka producer. produce() takes a record and the raw
  * pn_delivery_t it came from (referenced by the caller) or a Python token; librdkafka's delivery
@@ -36,6 +38,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "_plain_record.h"
 
 /* ---- librdkafka's ABI (stable since 1.x), declared here ---- */
 typedef struct rd_kafka_s rd_kafka_t;
@@ -860,12 +864,124 @@ static PyTypeObject LaneType = {
 
 static PyObject *on_transfer_name;
 
+/* ---- inlets: a receiving link's transfers converted in C ---- */
+
+/* An Inlet stands for a receiving link in serve's table when the link's messages may be
+ * converted in C (the raw converter): serve converts each transfer of the plain shape
+ * (_plain_record.c) and appends (record, delivery, size, 0.0) to the link's queue, the list the
+ * link produces from, as the link's on_transfer_at would. Every other transfer goes to
+ * on_transfer_at (after close, too: the link releases it). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *link;      /* the InboundLink */
+    PyObject *queued;    /* its list of (record, delivery, size, started) */
+    PyObject *producing; /* the links with a queue in this burst */
+    record_spec_t spec;
+    PyObject *key_property; /* keeps spec.key_property's text alive */
+    Py_ssize_t max_bytes;
+    int closed;
+} Inlet;
+
+static int Inlet_init(Inlet *self, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"link", "queued", "producing", "topic", "key_property", "max_bytes", NULL};
+    PyObject *link, *queued, *producing, *topic, *key_property;
+    Py_ssize_t max_bytes;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!O!U|On", names, &link, &PyList_Type, &queued, &PyList_Type, &producing, &topic,
+                                     &key_property, &max_bytes))
+        return -1;
+    if (key_property != Py_None && !PyUnicode_Check(key_property)) {
+        PyErr_SetString(PyExc_TypeError, "key_property is a str or None");
+        return -1;
+    }
+    Py_INCREF(link);
+    Py_XSETREF(self->link, link);
+    Py_INCREF(queued);
+    Py_XSETREF(self->queued, queued);
+    Py_INCREF(producing);
+    Py_XSETREF(self->producing, producing);
+    Py_INCREF(topic);
+    Py_XSETREF(self->spec.topic, topic);
+    self->spec.key_property = NULL;
+    self->spec.key_property_len = 0;
+    Py_CLEAR(self->key_property);
+    if (key_property != Py_None && PyUnicode_GET_LENGTH(key_property) > 0) { /* "" keys nothing, as in Python */
+        self->spec.key_property = PyUnicode_AsUTF8AndSize(key_property, &self->spec.key_property_len);
+        if (!self->spec.key_property)
+            return -1;
+        Py_INCREF(key_property);
+        self->key_property = key_property;
+    }
+    self->max_bytes = max_bytes;
+    self->closed = 0;
+    return 0;
+}
+
+static void Inlet_dealloc(Inlet *self) {
+    Py_XDECREF(self->link);
+    Py_XDECREF(self->queued);
+    Py_XDECREF(self->producing);
+    Py_XDECREF(self->spec.topic);
+    Py_XDECREF(self->key_property);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Inlet_close(Inlet *self, PyObject *unused) {
+    self->closed = 1;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef Inlet_methods[] = {{"close", (PyCFunction)Inlet_close, METH_NOARGS, "The link closed: its transfers go to on_transfer_at."},
+                                      {NULL}};
+
+static PyTypeObject InletType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "amqp_kafka_bridge._lane.Inlet",
+    .tp_basicsize = sizeof(Inlet),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Inlet_init,
+    .tp_dealloc = (destructor)Inlet_dealloc,
+    .tp_methods = Inlet_methods,
+    .tp_doc = "A receiving link whose plain messages serve converts in C: Inlet(link, queued, producing, topic, key_property, max_bytes).",
+};
+
+static PyObject *zero_seconds; /* the ``started`` of a queued item the lane times itself */
+
+/* A whole transfer of an inlet's delivery, in ``data``: queued as a record (1), or not of the plain
+ * shape, too big or the link closed (0: on_transfer_at takes it), or -1 (out of memory). */
+static int convert_into(Inlet *inlet, void *dlv, const char *data, size_t size) {
+    if (inlet->closed || (Py_ssize_t)size > inlet->max_bytes)
+        return 0;
+    PyObject *record = plain_record((const uint8_t *)data, size, &inlet->spec);
+    if (!record)
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *value = PyTuple_GET_ITEM(record, 1);
+    Py_ssize_t value_size = value == Py_None ? 0 : PyBytes_GET_SIZE(value);
+    int presettled = pn.delivery_settled(dlv);
+    PyObject *item = Py_BuildValue("(NNnO)", record, PyLong_FromVoidPtr(presettled ? NULL : dlv), value_size, zero_seconds);
+    if (!item)
+        return -1;
+    if ((PyList_GET_SIZE(inlet->queued) == 0 && PyList_Append(inlet->producing, inlet->link) < 0) || PyList_Append(inlet->queued, item) < 0) {
+        Py_DECREF(item);
+        return -1;
+    }
+    Py_DECREF(item);
+    if (presettled)
+        pn.settle(dlv); /* at-most-once, as the sender asked; credit still waits for the ack */
+    else
+        pn.incref(dlv); /* the link's, until Kafka's report settles it */
+    return 1;
+}
+
+static char *scratch; /* serve's read buffer (the reactor thread's) */
+static size_t scratch_size;
+
 /* serve(collector, receiving) -> (event, served)
  *
  * Serves the delivery events at the head of the reactor's collector (``collector``, a
  * pn_collector_t address) whose link is a receiving link in ``receiving`` (link address ->
- * target): an aborted transfer is settled; a partial one waits for its next frame; a whole one is
- * read, its delivery referenced, and handed to ``target.on_transfer_at(address, data,
+ * target: an Inlet, or an object with on_transfer_at): an aborted transfer is settled; a partial
+ * one waits for its next frame; a whole one is read and either converted into the Inlet's queue
+ * (see convert_into) or handed, with its delivery referenced, to ``on_transfer_at(address, data,
  * presettled)``, which owns that reference from then on. Stops at the first other event and
  * returns its address (0: the collector is empty) for Python's dispatch, and how many it served.
  * An exception from a target is raised with its event already popped. */
@@ -902,21 +1018,33 @@ static PyObject *serve(PyObject *module, PyObject *args) {
             pn.settle(dlv);
         } else if (!pn.delivery_partial(dlv) && pn.delivery_readable(dlv)) {
             size_t pending = pn.delivery_pending(dlv);
-            PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)pending);
-            if (!data)
-                return NULL;
-            ssize_t got = pending ? pn.link_recv(link, PyBytes_AS_STRING(data), pending) : 0;
+            if (pending > scratch_size) {
+                char *grown = realloc(scratch, pending);
+                if (!grown) {
+                    Py_DECREF(result);
+                    return PyErr_NoMemory(); /* the event stays: nothing is lost */
+                }
+                scratch = grown;
+                scratch_size = pending;
+            }
+            ssize_t got = pending ? pn.link_recv(link, scratch, pending) : 0;
             pn.link_advance(link);
-            if (got < (ssize_t)pending && _PyBytes_Resize(&data, got > 0 ? got : 0) < 0)
-                return NULL;
-            pn.incref(dlv);
-            PyObject *address = PyLong_FromVoidPtr(dlv);
-            PyObject *presettled = PyBool_FromLong(pn.delivery_settled(dlv));
-            Py_DECREF(result);
-            result = address ? PyObject_CallMethodObjArgs(target, on_transfer_name, address, data, presettled, NULL) : NULL;
-            Py_XDECREF(address);
-            Py_DECREF(presettled);
-            Py_DECREF(data);
+            size_t size = got > 0 ? (size_t)got : 0;
+            int converted = Py_TYPE(target) == &InletType ? convert_into((Inlet *)target, dlv, scratch, size) : 0;
+            if (converted == 0) {
+                PyObject *data = PyBytes_FromStringAndSize(scratch, (Py_ssize_t)size);
+                pn.incref(dlv);
+                PyObject *address = PyLong_FromVoidPtr(dlv);
+                PyObject *presettled = PyBool_FromLong(pn.delivery_settled(dlv));
+                PyObject *handler = Py_TYPE(target) == &InletType ? ((Inlet *)target)->link : target;
+                Py_DECREF(result);
+                result = data && address ? PyObject_CallMethodObjArgs(handler, on_transfer_name, address, data, presettled, NULL) : NULL;
+                Py_XDECREF(address);
+                Py_DECREF(presettled);
+                Py_XDECREF(data);
+            } else if (converted < 0) {
+                Py_CLEAR(result);
+            }
         }
         pn.collector_pop(collector);
         served++;
@@ -925,6 +1053,22 @@ static PyObject *serve(PyObject *module, PyObject *args) {
         Py_DECREF(result);
     }
     return Py_BuildValue("(Nn)", PyLong_FromVoidPtr(event), served);
+}
+
+/* plain_record(data, topic, key_property) -> the record's fields as a tuple, or None (Python converts it) */
+static PyObject *plain_record_py(PyObject *module, PyObject *args) {
+    Py_buffer data;
+    PyObject *topic, *key_property;
+    if (!PyArg_ParseTuple(args, "y*UO", &data, &topic, &key_property))
+        return NULL;
+    record_spec_t spec = {topic, NULL, 0};
+    if (key_property != Py_None && PyUnicode_Check(key_property) && PyUnicode_GET_LENGTH(key_property) > 0)
+        spec.key_property = PyUnicode_AsUTF8AndSize(key_property, &spec.key_property_len);
+    PyObject *record = PyErr_Occurred() ? NULL : plain_record((const uint8_t *)data.buf, (size_t)data.len, &spec);
+    PyBuffer_Release(&data);
+    if (!record && !PyErr_Occurred())
+        Py_RETURN_NONE;
+    return record;
 }
 
 static PyObject *load(PyObject *module, PyObject *args) {
@@ -938,12 +1082,16 @@ static PyObject *load(PyObject *module, PyObject *args) {
 
 static PyMethodDef module_methods[] = {{"load", load, METH_VARARGS, "Resolve librdkafka's and proton-c's functions from these files."},
                                        {"serve", serve, METH_VARARGS, "Serve the receiving links' delivery events at the head of a collector."},
+                                       {"plain_record", plain_record_py, METH_VARARGS, "The record of a plain-shaped message, or None."},
                                        {NULL}};
 
 static struct PyModuleDef lane_module = {PyModuleDef_HEAD_INIT, "_lane", "The bridge's native produce lane.", -1, module_methods};
 
 PyMODINIT_FUNC PyInit__lane(void) {
-    if (PyType_Ready(&LaneType) < 0)
+    if (PyType_Ready(&LaneType) < 0 || PyType_Ready(&InletType) < 0)
+        return NULL;
+    zero_seconds = PyFloat_FromDouble(0.0);
+    if (!zero_seconds)
         return NULL;
     on_transfer_name = PyUnicode_InternFromString("on_transfer_at");
     if (!on_transfer_name)
@@ -952,8 +1100,8 @@ PyMODINIT_FUNC PyInit__lane(void) {
     if (!m)
         return NULL;
     Py_INCREF(&LaneType);
-    if (PyModule_AddObject(m, "Lane", (PyObject *)&LaneType) < 0) {
-        Py_DECREF(&LaneType);
+    Py_INCREF(&InletType);
+    if (PyModule_AddObject(m, "Lane", (PyObject *)&LaneType) < 0 || PyModule_AddObject(m, "Inlet", (PyObject *)&InletType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -183,6 +183,8 @@ class MessageConverter(ABC):
     fields_as_headers: ClassVar[bool] = True
     reads_plain: ClassVar[bool] = True
     """``to_record`` reads only what a :class:`~amqp_message_model.decoding.PlainMessage` has (not the whole message)."""
+    converts_in_c: ClassVar[bool] = False
+    """The native lane converts plain messages itself, by this converter's rules (``_plain_record.c``)."""
 
     @abstractmethod
     def record_value(self, message: Message | PlainMessage) -> bytes | None:
@@ -297,6 +299,7 @@ class RawConverter(MessageConverter):
     """The body as bytes (the shared model's rules); back as one ``data`` section."""
 
     name = "raw"
+    converts_in_c = True
 
     def record_value(self, message: Message | PlainMessage) -> bytes | None:
         return body_to_bytes(message.body)

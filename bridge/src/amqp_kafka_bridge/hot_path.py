@@ -101,7 +101,7 @@ class HotRoutes(dict[RawLink, HotLink]):
     """``pn_link_t *`` -> the bridged link whose hot events skip proton's dispatch (reactor thread only).
 
     ``receiving`` holds the receiving links among them whose transfers the native lane's
-    ``serve`` reads (those with ``on_transfer_at``), by link address.
+    ``serve`` reads (those with ``on_transfer_at``; a link's ``inlet`` if it has one), by link address.
     """
 
     def __init__(self) -> None:
@@ -112,7 +112,7 @@ class HotRoutes(dict[RawLink, HotLink]):
         raw = raw_link(link)
         self[raw] = target
         if link.is_receiver and hasattr(target, "on_transfer_at"):
-            self.receiving[address(raw)] = target
+            self.receiving[address(raw)] = getattr(target, "inlet", None) or target
 
     def remove(self, link: Link) -> None:
         raw = raw_link(link)

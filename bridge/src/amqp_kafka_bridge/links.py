@@ -122,6 +122,12 @@ class InboundLink:
         producer = context.producer
         self._lane = producer if isinstance(producer, LanePump) else None
         self._slot = producer.open_slot(self) if isinstance(producer, LanePump) else -1
+        self.inlet = None  # the lane's stand-in for this link, whose plain messages it converts in C (the raw converter)
+        if isinstance(producer, LanePump) and context.converter.converts_in_c:
+            settings = context.settings
+            self.inlet = producer.inlet(
+                self, self._queued, context.producing, topic, settings.key_property, settings.max_message_bytes
+            )
 
     def start(self) -> None:
         """Topic is known good: open the credit window."""
@@ -193,7 +199,6 @@ class InboundLink:
         if not self._queued:
             context.producing.append(self)
         self._queued.append((record, address, len(record.value or b""), time.perf_counter()))
-        self.in_flight += 1
 
     def _let_go(self, address: int, outcome: int | None) -> None:
         """Settle the delivery at ``address`` (with ``outcome``, or as it is) and drop this link's reference to it."""
@@ -217,7 +222,9 @@ class InboundLink:
         what is queued by then. Measured, one by one: 14-85 records per request, half of
         the requests carrying one, and Kafka spent ~300 us of CPU per request.
         """
-        queued, self._queued = self._queued, []
+        queued = self._queued.copy()  # the same list stays: the lane's inlet appends to it
+        self._queued.clear()
+        self.in_flight += len(queued)
         if self._lane is None:
             produce, delivery_at = self.context.producer.produce, hot_path.delivery_at
             for record, address, size, started in queued:
@@ -340,6 +347,8 @@ class InboundLink:
             self.produce_queued()
         if self._lane is not None and not self.closed:
             self._lane.close_slot(self._slot)  # what is in flight still settles into the metrics, not the peer
+        if self.inlet is not None:
+            self.inlet.close()  # later transfers come to on_transfer_at, which releases them
         self.closed = True
         self.flush_metrics()
 

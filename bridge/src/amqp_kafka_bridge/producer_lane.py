@@ -104,12 +104,17 @@ class LanePump(PolledProducer):
         super().__init__(on_reports)
         settings, self._stats_cb = _as_config(config)
         self.lane = module.Lane(settings, latency_bounds, lambda code: KafkaException(KafkaError(code)))
+        self._module = module
         self.links: dict[int, Any] = {}  # slot -> the link producing into it (until the slot is freed)
 
     def open_slot(self, link: Any) -> int:
         slot = self.lane.open_slot()
         self.links[slot] = link
         return slot
+
+    def inlet(self, link: Any, queued: list, producing: list, topic: str, key_property: str | None, max_bytes: int) -> Any:
+        """The stand-in ``serve`` converts ``link``'s plain messages for (raw converter): each record goes into ``queued``."""
+        return self._module.Inlet(link, queued, producing, topic, key_property, max_bytes)
 
     def close_slot(self, slot: int) -> None:
         """The link closed: what it still has in flight only counts when reported; the slot is freed after that."""
