@@ -201,18 +201,15 @@ static double now_s(void) {
 
 /* ---- the lane ---- */
 
-typedef struct {
+typedef struct msgstate {
     PyObject *token; /* a Python token (dead letters), or NULL for a delivery of a slot */
     void *dlv;       /* the referenced pn_delivery_t, or NULL (pre-settled by its sender) */
     int32_t slot;
     uint32_t size;
     double started;
+    int err;               /* its report's error (0: acknowledged), once reported */
+    struct msgstate *next; /* the reports waiting for settle: a list through the records' own states, so a report needs no memory */
 } msgstate_t;
-
-typedef struct {
-    msgstate_t *st;
-    int err;
-} report_t;
 
 typedef struct {
     int used, open, touched;
@@ -235,8 +232,8 @@ typedef struct {
     rd_kafka_t *retired[4]; /* producers replaced after a fatal error: kept until the next replacements, see renew */
     int n_retired;
     pthread_mutex_t lock;  /* reports and events: appended on librdkafka's threads */
-    report_t *reports;
-    Py_ssize_t n_reports, cap_reports;
+    msgstate_t *reports, *last_report; /* in report order */
+    Py_ssize_t n_reports;
     event_t *events;
     Py_ssize_t n_events, cap_events;
     int fatal;
@@ -277,18 +274,15 @@ static void on_report(rd_kafka_t *k, const rd_kafka_message_t *m, void *opaque) 
     msgstate_t *st = m->_private;
     if (!st)
         return;
+    st->err = m->err;
+    st->next = NULL;
     pthread_mutex_lock(&self->lock);
-    if (self->n_reports == self->cap_reports) {
-        Py_ssize_t cap = self->cap_reports ? self->cap_reports * 2 : 1024;
-        report_t *grown = realloc(self->reports, cap * sizeof(report_t));
-        if (!grown) { /* cannot happen in practice; the delivery stays unsettled (its sender resends it) */
-            pthread_mutex_unlock(&self->lock);
-            return;
-        }
-        self->reports = grown;
-        self->cap_reports = cap;
-    }
-    self->reports[self->n_reports++] = (report_t){st, m->err};
+    if (self->last_report)
+        self->last_report->next = st;
+    else
+        self->reports = st;
+    self->last_report = st;
+    self->n_reports++;
     pthread_mutex_unlock(&self->lock);
 }
 
@@ -395,13 +389,14 @@ static void Lane_dealloc(Lane *self) {
         Py_END_ALLOW_THREADS
         self->n_retired = 0;
     }
-    for (Py_ssize_t i = 0; i < self->n_reports; i++)
-        free_state(self->reports[i].st);
+    for (msgstate_t *st = self->reports, *next; st; st = next) {
+        next = st->next;
+        free_state(st);
+    }
     for (Py_ssize_t i = 0; i < self->n_events; i++)
         free(self->events[i].text);
     for (Py_ssize_t i = 0; i < self->n_slots; i++)
         free(self->slots[i].buckets);
-    free(self->reports);
     free(self->events);
     free(self->slots);
     free(self->bounds);
@@ -639,19 +634,19 @@ static PyObject *Lane_poll(Lane *self, PyObject *arg) {
  *   tokens:   [(token, code)] the Python tokens' reports (code 0: acknowledged) */
 static PyObject *Lane_settle(Lane *self, PyObject *unused) {
     pthread_mutex_lock(&self->lock);
-    report_t *reports = self->reports;
-    Py_ssize_t n = self->n_reports;
-    self->reports = NULL;
-    self->n_reports = self->cap_reports = 0;
+    msgstate_t *reports = self->reports, *last = self->last_report;
+    self->reports = self->last_report = NULL;
+    self->n_reports = 0;
     pthread_mutex_unlock(&self->lock);
 
     PyObject *counts = PyList_New(0), *failures = PyList_New(0), *tokens = PyList_New(0);
+    msgstate_t *st = reports, *next = NULL;
     if (!counts || !failures || !tokens)
-        goto fail;
+        goto fail_at;
     double now = now_s();
-    for (Py_ssize_t i = 0; i < n; i++) {
-        msgstate_t *st = reports[i].st;
-        int err = reports[i].err;
+    for (; st; st = next) {
+        next = st->next;
+        int err = st->err;
         if (st->token) {
             PyObject *item = Py_BuildValue("(Oi)", st->token, err);
             if (!item || PyList_Append(tokens, item) < 0) {
@@ -663,16 +658,14 @@ static PyObject *Lane_settle(Lane *self, PyObject *unused) {
             continue;
         }
         slot_t *s = &self->slots[st->slot];
-        s->in_flight--;
-        s->done++;
         if (!s->touched) {
-            s->touched = 1;
             PyObject *index = PyLong_FromLong(st->slot);
             if (!index || PyList_Append(counts, index) < 0) {
                 Py_XDECREF(index);
                 goto fail_at;
             }
             Py_DECREF(index);
+            s->touched = 1;
         }
         if (err) {
             PyObject *item = Py_BuildValue("(iNi)", st->slot, PyLong_FromVoidPtr(st->dlv), err);
@@ -681,9 +674,13 @@ static PyObject *Lane_settle(Lane *self, PyObject *unused) {
                 goto fail_at;
             }
             Py_DECREF(item);
+            s->in_flight--;
+            s->done++;
             free(st); /* the delivery's reference goes with the failure to Python */
             continue;
         }
+        s->in_flight--;
+        s->done++;
         double latency = now - st->started;
         s->acked++;
         s->bytes += st->size;
@@ -700,28 +697,7 @@ static PyObject *Lane_settle(Lane *self, PyObject *unused) {
         if (s->open)
             s->owed++;
         free_state(st);
-        continue;
-    fail_at: /* out of memory: keep the rest for the next call, so nothing is lost */
-        pthread_mutex_lock(&self->lock);
-        {
-            Py_ssize_t rest = n - i;
-            report_t *merged = malloc((rest + self->n_reports) * sizeof(report_t));
-            if (merged) {
-                memcpy(merged, reports + i, rest * sizeof(report_t));
-                if (self->n_reports)
-                    memcpy(merged + rest, self->reports, self->n_reports * sizeof(report_t));
-                free(self->reports);
-                self->reports = merged;
-                self->n_reports = self->cap_reports = rest + self->n_reports;
-            }
-        }
-        pthread_mutex_unlock(&self->lock);
-        free(reports);
-        for (Py_ssize_t t = 0; t < self->n_slots; t++)
-            self->slots[t].touched = 0; /* their counts stay, and come with the slot's next report */
-        goto fail;
     }
-    free(reports);
     /* replace each touched slot's index by its counts, and reset them */
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(counts); i++) {
         long index = PyLong_AsLong(PyList_GET_ITEM(counts, i));
@@ -744,6 +720,21 @@ static PyObject *Lane_settle(Lane *self, PyObject *unused) {
         memset(s->buckets, 0, self->n_bounds * sizeof(int64_t));
     }
     return Py_BuildValue("(NNN)", counts, failures, tokens);
+fail_at: /* out of memory: the reports from st on are kept for the next call */
+    if (st) {
+        Py_ssize_t rest = 0;
+        for (msgstate_t *r = st; r; r = r->next)
+            rest++;
+        pthread_mutex_lock(&self->lock);
+        last->next = self->reports;
+        if (!self->reports)
+            self->last_report = last;
+        self->reports = st;
+        self->n_reports += rest;
+        pthread_mutex_unlock(&self->lock);
+    }
+    for (Py_ssize_t t = 0; t < self->n_slots; t++)
+        self->slots[t].touched = 0; /* their counts stay, and come with the slot's next report */
 fail:
     Py_XDECREF(counts);
     Py_XDECREF(failures);
