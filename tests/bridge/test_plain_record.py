@@ -177,3 +177,19 @@ def test_corrupted_messages_get_python_s_record_or_none(lane, data, edits):
         if corrupted:
             corrupted[at % len(corrupted)] = byte
     agree(lane, bytes(corrupted))
+
+
+def test_an_inlet_and_its_link_are_collected_together(lane):
+    """A link holds its inlet and the inlet its link: closed links must not pile up in memory."""
+    import gc
+    import weakref
+
+    class Link:
+        pass
+
+    link = Link()
+    link.inlet = lane.Inlet(link, [], [], TOPIC, KEY_PROPERTY, 1024)
+    gone = weakref.ref(link)
+    del link
+    gc.collect()
+    assert gone() is None

@@ -875,8 +875,8 @@ typedef struct {
 
 static int Inlet_init(Inlet *self, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"link", "queued", "producing", "topic", "key_property", "max_bytes", NULL};
-    PyObject *link, *queued, *producing, *topic, *key_property;
-    Py_ssize_t max_bytes;
+    PyObject *link, *queued, *producing, *topic, *key_property = Py_None;
+    Py_ssize_t max_bytes = PY_SSIZE_T_MAX;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!O!U|On", names, &link, &PyList_Type, &queued, &PyList_Type, &producing, &topic,
                                      &key_property, &max_bytes))
         return -1;
@@ -907,12 +907,30 @@ static int Inlet_init(Inlet *self, PyObject *args, PyObject *kwargs) {
     return 0;
 }
 
+/* The link holds its inlet and the inlet its link: the cycle is the collector's to break. */
+static int Inlet_traverse(Inlet *self, visitproc visit, void *arg) {
+    Py_VISIT(self->link);
+    Py_VISIT(self->queued);
+    Py_VISIT(self->producing);
+    Py_VISIT(self->spec.topic);
+    Py_VISIT(self->key_property);
+    return 0;
+}
+
+static int Inlet_clear(Inlet *self) {
+    Py_CLEAR(self->link);
+    Py_CLEAR(self->queued);
+    Py_CLEAR(self->producing);
+    Py_CLEAR(self->spec.topic);
+    Py_CLEAR(self->key_property);
+    self->spec.key_property = NULL;
+    self->closed = 1;
+    return 0;
+}
+
 static void Inlet_dealloc(Inlet *self) {
-    Py_XDECREF(self->link);
-    Py_XDECREF(self->queued);
-    Py_XDECREF(self->producing);
-    Py_XDECREF(self->spec.topic);
-    Py_XDECREF(self->key_property);
+    PyObject_GC_UnTrack(self);
+    Inlet_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -927,10 +945,12 @@ static PyMethodDef Inlet_methods[] = {{"close", (PyCFunction)Inlet_close, METH_N
 static PyTypeObject InletType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "amqp_kafka_bridge._lane.Inlet",
     .tp_basicsize = sizeof(Inlet),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Inlet_init,
     .tp_dealloc = (destructor)Inlet_dealloc,
+    .tp_traverse = (traverseproc)Inlet_traverse,
+    .tp_clear = (inquiry)Inlet_clear,
     .tp_methods = Inlet_methods,
     .tp_doc = "A receiving link whose plain messages serve converts in C: Inlet(link, queued, producing, topic, key_property, max_bytes).",
 };
@@ -1022,14 +1042,16 @@ static PyObject *serve(PyObject *module, PyObject *args) {
             pn.link_advance(link);
             size_t size = got > 0 ? (size_t)got : 0;
             int converted = Py_TYPE(target) == &InletType ? convert_into((Inlet *)target, dlv, scratch, size) : 0;
+            PyObject *handler = Py_TYPE(target) == &InletType ? ((Inlet *)target)->link : target;
             if (converted == 0) {
                 PyObject *data = PyBytes_FromStringAndSize(scratch, (Py_ssize_t)size);
                 pn.incref(dlv);
                 PyObject *address = PyLong_FromVoidPtr(dlv);
                 PyObject *presettled = PyBool_FromLong(pn.delivery_settled(dlv));
-                PyObject *handler = Py_TYPE(target) == &InletType ? ((Inlet *)target)->link : target;
                 Py_DECREF(result);
-                result = data && address ? PyObject_CallMethodObjArgs(handler, on_transfer_name, address, data, presettled, NULL) : NULL;
+                if (!handler)
+                    PyErr_SetString(PyExc_RuntimeError, "an inlet without its link"); /* cleared: cannot be in the table */
+                result = data && address && handler ? PyObject_CallMethodObjArgs(handler, on_transfer_name, address, data, presettled, NULL) : NULL;
                 Py_XDECREF(address);
                 Py_DECREF(presettled);
                 Py_XDECREF(data);
