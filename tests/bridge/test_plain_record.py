@@ -105,6 +105,10 @@ def test_what_python_refuses_or_leaves_to_proton_is_left_to_python(lane):
     twice = b"\x00\x53\x74\xc1\x0b\x04\xa1\x01a\x55\x01\xa1\x01a\x55\x02" + b"\x00\x53\x75\xa0\x01x"
     assert read_plain(twice) is not None
     assert lane.plain_record(twice, TOPIC, KEY_PROPERTY) is None
+    # up to 64 application properties in C; more, in Python
+    for count, in_c in ((64, True), (65, False)):
+        data = bytes(Message(body=b"x", inferred=True, properties={f"p{i}": i for i in range(count)}).encode())
+        assert (agree(lane, data)[0] is not None) == in_c
 
 
 def test_every_hostile_input_gets_python_s_record_or_none(lane):

@@ -222,46 +222,38 @@ static int same_text(const value_t *v, const char *text) {
     return (v->kind == V_STR || v->kind == V_SYM) && v->n == n && memcmp(v->p, text, n) == 0;
 }
 
-static int read_annotations(plain_t *m, size_t *pos) {
+/* A message annotation: only the bridge's key and partition are kept (a dict: the last one counts). */
+static int on_annotation(plain_t *m, const value_t *key, const value_t *value) {
+    if (same_text(key, "x-opt-bridge.key")) {
+        m->has_key = 1;
+        m->key = *value;
+    } else if (same_text(key, "x-opt-bridge.partition")) {
+        m->has_partition = 1;
+        m->partition = *value;
+    }
+    return 0;
+}
+
+/* An application property: read_plain takes string names and no symbol values. */
+static int on_property(plain_t *m, const value_t *key, const value_t *value) {
+    if (key->kind != V_STR || value->kind == V_SYM || m->n_properties == MAX_PROPERTIES)
+        return -1;
+    for (int j = 0; j < m->n_properties; j++)
+        if (m->properties[j].name_len == key->n && memcmp(m->properties[j].name, key->p, key->n) == 0)
+            return -1; /* a name twice: Python's dict decides */
+    m->properties[m->n_properties++] = (property_t){key->p, key->n, *value};
+    return 0;
+}
+
+/* decoding._map: each of the map's count / 2 entries to ``on_entry``, then the map must end where it said. */
+static int read_map(plain_t *m, size_t *pos, int (*on_entry)(plain_t *, const value_t *, const value_t *)) {
     size_t count, at, end;
     if (compound(m, *pos, 1, &count, &at, &end) < 0)
         return -1;
     for (size_t k = 0; k < count / 2; k++) {
         value_t key, value;
-        if (read_value(m, &at, &key) < 0 || read_value(m, &at, &value) < 0)
+        if (read_value(m, &at, &key) < 0 || read_value(m, &at, &value) < 0 || on_entry(m, &key, &value) < 0)
             return -1;
-        if (same_text(&key, "x-opt-bridge.key")) { /* a dict: the last one counts */
-            m->has_key = 1;
-            m->key = value;
-        } else if (same_text(&key, "x-opt-bridge.partition")) {
-            m->has_partition = 1;
-            m->partition = value;
-        }
-    }
-    if (at != end)
-        return -1;
-    *pos = end;
-    return 0;
-}
-
-static int read_application_properties(plain_t *m, size_t *pos) {
-    size_t count, at, end;
-    if (compound(m, *pos, 1, &count, &at, &end) < 0 || count / 2 > MAX_PROPERTIES)
-        return -1;
-    m->n_properties = 0;
-    for (size_t k = 0; k < count / 2; k++) {
-        value_t key, value;
-        if (read_value(m, &at, &key) < 0 || read_value(m, &at, &value) < 0)
-            return -1;
-        if (key.kind != V_STR || value.kind == V_SYM) /* read_plain: str names, no symbol values */
-            return -1;
-        for (int j = 0; j < m->n_properties; j++)
-            if (m->properties[j].name_len == key.n && memcmp(m->properties[j].name, key.p, key.n) == 0)
-                return -1; /* a name twice: Python's dict decides */
-        property_t *p = &m->properties[m->n_properties++];
-        p->name = key.p;
-        p->name_len = key.n;
-        p->value = value;
     }
     if (at != end)
         return -1;
@@ -334,11 +326,12 @@ static int read_plain(plain_t *m) {
                 return -1;
             break;
         case 0x74:
-            if (read_application_properties(m, &pos) < 0)
+            m->n_properties = 0;
+            if (read_map(m, &pos, on_property) < 0)
                 return -1;
             break;
         case 0x72:
-            if (read_annotations(m, &pos) < 0)
+            if (read_map(m, &pos, on_annotation) < 0)
                 return -1;
             break;
         case 0x70: /* header, delivery annotations: skipped */
