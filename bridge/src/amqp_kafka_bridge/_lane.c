@@ -873,6 +873,21 @@ typedef struct {
     int closed;
 } Inlet;
 
+/* The spec's key property from ``key_property`` (a str or None; "" keys nothing, as in Python); 0, or -1 with TypeError. */
+static int spec_key_property(record_spec_t *spec, PyObject *key_property) {
+    spec->key_property = NULL;
+    spec->key_property_len = 0;
+    if (key_property == Py_None)
+        return 0;
+    if (!PyUnicode_Check(key_property)) {
+        PyErr_SetString(PyExc_TypeError, "key_property is a str or None");
+        return -1;
+    }
+    if (PyUnicode_GET_LENGTH(key_property) > 0)
+        spec->key_property = PyUnicode_AsUTF8AndSize(key_property, &spec->key_property_len);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
 static int Inlet_init(Inlet *self, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"link", "queued", "producing", "topic", "key_property", "max_bytes", NULL};
     PyObject *link, *queued, *producing, *topic, *key_property = Py_None;
@@ -880,10 +895,10 @@ static int Inlet_init(Inlet *self, PyObject *args, PyObject *kwargs) {
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!O!U|On", names, &link, &PyList_Type, &queued, &PyList_Type, &producing, &topic,
                                      &key_property, &max_bytes))
         return -1;
-    if (key_property != Py_None && !PyUnicode_Check(key_property)) {
-        PyErr_SetString(PyExc_TypeError, "key_property is a str or None");
+    if (spec_key_property(&self->spec, key_property) < 0)
         return -1;
-    }
+    Py_INCREF(key_property); /* keeps the spec's text alive */
+    Py_XSETREF(self->key_property, key_property);
     Py_INCREF(link);
     Py_XSETREF(self->link, link);
     Py_INCREF(queued);
@@ -892,16 +907,6 @@ static int Inlet_init(Inlet *self, PyObject *args, PyObject *kwargs) {
     Py_XSETREF(self->producing, producing);
     Py_INCREF(topic);
     Py_XSETREF(self->spec.topic, topic);
-    self->spec.key_property = NULL;
-    self->spec.key_property_len = 0;
-    Py_CLEAR(self->key_property);
-    if (key_property != Py_None && PyUnicode_GET_LENGTH(key_property) > 0) { /* "" keys nothing, as in Python */
-        self->spec.key_property = PyUnicode_AsUTF8AndSize(key_property, &self->spec.key_property_len);
-        if (!self->spec.key_property)
-            return -1;
-        Py_INCREF(key_property);
-        self->key_property = key_property;
-    }
     self->max_bytes = max_bytes;
     self->closed = 0;
     return 0;
@@ -1041,8 +1046,9 @@ static PyObject *serve(PyObject *module, PyObject *args) {
             ssize_t got = pending ? pn.link_recv(link, scratch, pending) : 0;
             pn.link_advance(link);
             size_t size = got > 0 ? (size_t)got : 0;
-            int converted = Py_TYPE(target) == &InletType ? convert_into((Inlet *)target, dlv, scratch, size) : 0;
-            PyObject *handler = Py_TYPE(target) == &InletType ? ((Inlet *)target)->link : target;
+            Inlet *inlet = Py_TYPE(target) == &InletType ? (Inlet *)target : NULL;
+            int converted = inlet ? convert_into(inlet, dlv, scratch, size) : 0;
+            PyObject *handler = inlet ? inlet->link : target;
             if (converted == 0) {
                 PyObject *data = PyBytes_FromStringAndSize(scratch, (Py_ssize_t)size);
                 pn.incref(dlv);
@@ -1075,9 +1081,7 @@ static PyObject *plain_record_py(PyObject *module, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*UO", &data, &topic, &key_property))
         return NULL;
     record_spec_t spec = {topic, NULL, 0};
-    if (key_property != Py_None && PyUnicode_Check(key_property) && PyUnicode_GET_LENGTH(key_property) > 0)
-        spec.key_property = PyUnicode_AsUTF8AndSize(key_property, &spec.key_property_len);
-    PyObject *record = PyErr_Occurred() ? NULL : plain_record((const uint8_t *)data.buf, (size_t)data.len, &spec);
+    PyObject *record = spec_key_property(&spec, key_property) < 0 ? NULL : plain_record((const uint8_t *)data.buf, (size_t)data.len, &spec);
     PyBuffer_Release(&data);
     if (!record && !PyErr_Occurred())
         Py_RETURN_NONE;

@@ -426,12 +426,13 @@ static PyObject *record_of(const plain_t *m, const record_spec_t *spec) {
     list = PyList_New(0);
     if (!partition || !list)
         goto fail;
-    if (m->subject.kind == V_STR && m->subject.n && add_header(list, "amqp.subject", bytes_of(&m->subject)) < 0)
-        goto fail;
-    if (m->id.kind == V_STR && m->id.n && add_header(list, "amqp.message-id", bytes_of(&m->id)) < 0)
-        goto fail;
-    if (m->correlation_id.kind == V_STR && m->correlation_id.n && add_header(list, "amqp.correlation-id", bytes_of(&m->correlation_id)) < 0)
-        goto fail;
+    const struct {
+        const char *name;
+        const value_t *value;
+    } fields[] = {{"amqp.subject", &m->subject}, {"amqp.message-id", &m->id}, {"amqp.correlation-id", &m->correlation_id}};
+    for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++) /* strings, when not empty */
+        if (fields[f].value->kind == V_STR && fields[f].value->n && add_header(list, fields[f].name, bytes_of(fields[f].value)) < 0)
+            goto fail;
     if (m->content_type.kind == V_SYM && m->content_type.n && !(m->content_type.n == 4 && memcmp(m->content_type.p, "None", 4) == 0) &&
         add_header(list, "amqp.content-type", bytes_of(&m->content_type)) < 0)
         goto fail; /* values.content_type_of: proton reports an absent one as "None" */

@@ -121,11 +121,11 @@ class InboundLink:
         self._bytes_in = metrics.bytes_in.labels(topic)
         producer = context.producer
         self._lane = producer if isinstance(producer, LanePump) else None
-        self._slot = producer.open_slot(self) if isinstance(producer, LanePump) else -1
+        self._slot = self._lane.open_slot(self) if self._lane is not None else -1
         self.inlet = None  # the lane's stand-in for this link, whose plain messages it converts in C (the raw converter)
-        if isinstance(producer, LanePump) and context.converter.converts_in_c:
+        if self._lane is not None and context.converter.converts_in_c:
             settings = context.settings
-            self.inlet = producer.inlet(
+            self.inlet = self._lane.inlet(
                 self, self._queued, context.producing, topic, settings.key_property, settings.max_message_bytes
             )
 
